@@ -1,0 +1,88 @@
+"""Pre-generate preprocessed training data (uint8 [N,H,W]) as shards under training/data/.
+
+  python gen_data.py --per-style 40000 --workers 2
+
+Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
+so the data set is fully determined by (seed, per-style count). Existing shards
+are skipped, so the command can be re-run / extended.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from multiprocessing import Pool
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen  # noqa: E402
+from preprocess import INPUT_H, INPUT_W, preprocess_u8  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+SHARD = 2000
+TRAIN_SEED = 1000  # validation sets use other seeds (see make_validation.py)
+
+# share of each style in the training data (per-style count is multiplied by it)
+MIX = {"captcha-default": 0.9, "captcha-fonts": 1.2, "multicolor": 1.2, "pillow": 1.3, "calc": 0.7, "phrase": 0.5}
+
+
+def shard_path(style, k, h, w):
+    return os.path.join(DATA, f"{h}x{w}", f"{style}_{k:04d}.npz")
+
+
+def make_shard(args):
+    style, k, seed, h, w = args
+    path = shard_path(style, k, h, w)
+    if os.path.exists(path):
+        return path
+    xs = np.zeros((SHARD, h, w), np.uint8)
+    labels = []
+    for j in range(SHARD):
+        img, text = gen.make_sample(style, seed, k * SHARD + j)
+        xs[j] = preprocess_u8(img, h, w)
+        labels.append(text)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, x=xs, y=np.array(labels))
+    os.replace(tmp, path)
+    return path
+
+
+def jobs(per_style, seed, h, w):
+    out = []
+    nshards = {s: max(1, int(round(per_style * MIX[s] / SHARD))) for s in gen.STYLES}
+    # interleave styles so a partially generated set is balanced
+    for k in range(max(nshards.values())):
+        for s in gen.STYLES:
+            if k < nshards[s]:
+                out.append((s, k, seed, h, w))
+    return out
+
+
+def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W):
+    os.makedirs(os.path.join(DATA, f"{h}x{w}"), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, h, w) if not os.path.exists(shard_path(j[0], j[1], h, w))]
+    print(f"generating {len(todo)} shards of {SHARD}", flush=True)
+    t0 = time.time()
+    if workers <= 1:
+        for i, j in enumerate(todo):
+            make_shard(j)
+            print(f"  {i + 1}/{len(todo)} {j[0]} {j[1]} {time.time() - t0:.0f}s", flush=True)
+    else:
+        with Pool(workers) as p:
+            for i, path in enumerate(p.imap(make_shard, todo)):
+                print(f"  {i + 1}/{len(todo)} {os.path.basename(path)} {time.time() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--per-style", type=int, default=40000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=TRAIN_SEED)
+    ap.add_argument("--height", type=int, default=INPUT_H)
+    ap.add_argument("--width", type=int, default=INPUT_W)
+    a = ap.parse_args()
+    generate(a.per_style, a.workers, a.seed, a.height, a.width)

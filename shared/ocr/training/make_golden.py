@@ -1,0 +1,74 @@
+"""Write model/preprocess_golden.json: reference preprocessing numbers for the Rust crate.
+
+For a few committed images of different sizes/modes: file (relative to
+shared/ocr/), image mode and size, resized (nw, nh), pad value, the first 64
+values of row H//2 of the float32 tensor, the same row as uint8, and the sum
+of the whole float32 tensor. Resize is PIL BILINEAR; Rust's Triangle filter is
+close but not bit-identical, so compare with a tolerance (e.g. |diff| <= 0.1
+per value after normalisation, relative sum diff <= 1%).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from preprocess import load_config, preprocess, preprocess_u8, round_half_up, to_gray  # noqa: E402
+
+OCR = os.path.normpath(os.path.join(HERE, ".."))
+FILES = [
+    "validation/captcha-default/0001.png",   # 160x60 RGB
+    "validation/multicolor/0008.png",        # 256x144 RGBA (opaque black margins)
+    "validation/pillow/0007.gif",            # 255x52 palette GIF
+    "model/golden_alpha.png",                # 120x40 RGBA with real transparency (alpha -> white)
+]
+
+
+def make_alpha_png(path):
+    im = Image.new("RGBA", (120, 40), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    f = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 26)
+    d.text((6, 4), "aB3x", font=f, fill=(20, 40, 160, 255))
+    d.line([(0, 30), (119, 12)], fill=(200, 30, 30, 128), width=3)
+    im.save(path)
+
+
+def main():
+    cfg = load_config()
+    H, W = cfg["input_height"], cfg["input_width"]
+    alpha = os.path.join(OCR, "model", "golden_alpha.png")
+    if not os.path.exists(alpha):
+        make_alpha_png(alpha)
+    out = {"input_height": H, "input_width": W, "mean": cfg["mean"], "std": cfg["std"],
+           "row": H // 2, "resize": "PIL BILINEAR (Rust: image Triangle; not bit-identical)",
+           "tolerance_hint": {"per_value_abs": 0.1, "sum_rel": 0.01}, "images": []}
+    for rel in FILES:
+        img = Image.open(os.path.join(OCR, rel))
+        img.load()
+        g = to_gray(img)
+        ih, iw = g.shape
+        s = min(H / ih, W / iw)
+        nh, nw = max(1, round_half_up(ih * s)), max(1, round_half_up(iw * s))
+        x = preprocess(img, H, W, cfg["mean"], cfg["std"])
+        u8 = preprocess_u8(img, H, W).astype(int)
+        out["images"].append({
+            "file": rel, "mode": img.mode, "width": iw, "height": ih, "resized_width": nw, "resized_height": nh,
+            "pad": int(u8[0, -1]) if nw < W else (int(u8[0, 0]) if nh < H else None),
+            "row_values": [round(float(v), 6) for v in x[H // 2, :64]],
+            "row_u8": [int(v) for v in u8[H // 2, :64]],
+            "sum": round(float(x.astype(np.float64).sum()), 4),
+        })
+    with open(os.path.join(OCR, "model", "preprocess_golden.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print("wrote model/preprocess_golden.json")
+
+
+if __name__ == "__main__":
+    main()

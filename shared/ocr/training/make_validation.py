@@ -1,0 +1,57 @@
+"""Write the committed validation sets to shared/ocr/validation/<style>/ (+ labels.tsv).
+
+  python make_validation.py [--scale 1.0]
+
+Seed 424242 (training uses 1000, the in-training check 7777). Files are saved as
+PNG / JPEG / GIF (mixed) straight from the generator (no extra re-encoding).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen  # noqa: E402
+
+VAL_DIR = os.path.normpath(os.path.join(HERE, "..", "validation"))
+SEED = 424242
+COUNTS = {"captcha-default": 400, "captcha-fonts": 400, "multicolor": 300, "pillow": 400, "calc": 300, "phrase": 100}
+# format mix per style: (png, jpeg, gif) probabilities
+FORMATS = {"captcha-default": (0.55, 0.45, 0.0), "multicolor": (0.6, 0.25, 0.15)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0)
+    a = ap.parse_args()
+    for style, n in COUNTS.items():
+        n = max(1, int(n * a.scale))
+        d = os.path.join(VAL_DIR, style)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        rows = []
+        for i in range(n):
+            img, text = gen.make_sample(style, SEED, i, encode=False)
+            r = random.Random(f"fmt:{SEED}:{style}:{i}").random()
+            p_png, p_jpg, _ = FORMATS.get(style, (0.45, 0.4, 0.15))
+            if r < p_png:
+                name = f"{i:04d}.png"
+                img.save(os.path.join(d, name), optimize=True)
+            elif r < p_png + p_jpg:
+                name = f"{i:04d}.jpg"
+                img.convert("RGB").save(os.path.join(d, name), quality=85)
+            else:
+                name = f"{i:04d}.gif"
+                img.convert("RGB").save(os.path.join(d, name))
+            rows.append(f"{name}\t{text}\n")
+        with open(os.path.join(d, "labels.tsv"), "w") as f:
+            f.writelines(rows)
+        print(style, n)
+
+
+if __name__ == "__main__":
+    main()

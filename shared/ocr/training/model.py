@@ -1,0 +1,80 @@
+"""Conv-only CTC recogniser (no RNN: fast and simple in tract).
+
+Input [B,1,H,W] -> conv/BN/ReLU blocks, pooled to height 1 and width W/4
+-> 1D convs over width (context) -> linear classifier -> log_softmax.
+Output [B, T, C] with T = W/4, C = 1 + len(charset), class 0 = CTC blank.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def cbr(cin, cout, k=3, s=1, p=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CtcConvNet(nn.Module):
+    def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128):
+        super().__init__()
+        c1, c2, c3, c4, c5 = width
+        assert h % 16 == 0 and w % 4 == 0
+        self.features = nn.Sequential(
+            cbr(1, c1, 3, 2, 1),                 # H/2, W/2
+            cbr(c1, c2),
+            nn.MaxPool2d(2, 2),                  # H/4, W/4
+            cbr(c2, c3),
+            cbr(c3, c3),
+            nn.MaxPool2d((2, 1), (2, 1)),        # H/8
+            cbr(c3, c4),
+            cbr(c4, c4),
+            nn.MaxPool2d((2, 1), (2, 1)),        # H/16
+            cbr(c4, c5),
+        )
+        hh = h // 16
+        # collapse the remaining height with a full-height conv
+        self.collapse = nn.Sequential(nn.Conv2d(c5, ctx, (hh, 1), 1, 0, bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True))
+        self.seq = nn.Sequential(
+            nn.Conv2d(ctx, ctx, (1, 3), 1, (0, 1), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
+            nn.Conv2d(ctx, ctx, (1, 3), 1, (0, 1), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
+        )
+        self.drop = nn.Dropout(0.1)
+        self.cls = nn.Conv2d(ctx, num_classes, 1)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = self.collapse(x)
+        x = x + self.seq(x)
+        x = self.drop(x)
+        x = self.cls(x)            # [B, C, 1, T]
+        x = x.squeeze(2).permute(0, 2, 1)  # [B, T, C]
+        return F.log_softmax(x, dim=-1)
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """Fold every Conv2d+BatchNorm2d pair (inside Sequentials) into the conv (eval mode)."""
+    for name, mod in model.named_children():
+        if isinstance(mod, nn.Sequential):
+            new = []
+            mods = list(mod)
+            i = 0
+            while i < len(mods):
+                m = mods[i]
+                if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                    bn = mods[i + 1]
+                    conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=True)
+                    std = torch.sqrt(bn.running_var + bn.eps)
+                    wscale = bn.weight / std
+                    conv.weight.data = m.weight.data * wscale.view(-1, 1, 1, 1)
+                    b = m.bias.data if m.bias is not None else torch.zeros_like(bn.running_mean)
+                    conv.bias.data = (b - bn.running_mean) * wscale + bn.bias
+                    new.append(conv)
+                    i += 2
+                else:
+                    new.append(fold_bn(m) if len(list(m.children())) else m)
+                    i += 1
+            setattr(model, name, nn.Sequential(*new))
+        else:
+            fold_bn(mod)
+    return model

@@ -1,0 +1,268 @@
+"""Train the CTC OCR model and export model/captcha.onnx + model/model.json.
+
+One command:
+  python train.py --minutes 60            # generates data if missing, trains, exports
+  python train.py --minutes 60 --no-gen   # train on whatever shards exist (re-scanned each epoch,
+                                          # so a background gen_data.py can keep adding)
+
+Env: OMP_WAIT_POLICY=PASSIVE (set below), torch.set_num_threads(--threads, default 2).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import random
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen  # noqa: E402
+from gen_data import DATA, generate  # noqa: E402
+from model import CtcConvNet, fold_bn  # noqa: E402
+from preprocess import CHARSET, INPUT_H, INPUT_W, MEAN, STD, preprocess_u8  # noqa: E402
+
+MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
+RUNS = os.path.join(HERE, "runs")
+CH2I = {c: i + 1 for i, c in enumerate(CHARSET)}
+VAL_SEED = 7777  # in-training held-out check (the committed sets use other seeds)
+
+
+def encode(label: str):
+    return [CH2I[c] for c in label]
+
+
+def greedy_decode(logp: np.ndarray) -> str:
+    best = logp.argmax(-1)
+    out, prev = [], 0
+    for b in best:
+        if b != prev and b != 0:
+            out.append(CHARSET[b - 1])
+        prev = b
+    return "".join(out)
+
+
+def load_shards(h, w):
+    files = sorted(glob.glob(os.path.join(DATA, f"{h}x{w}", "*.npz")))
+    files = [f for f in files if not f.endswith(".tmp.npz")]
+    xs, ys, styles = [], [], []
+    for f in files:
+        try:
+            d = np.load(f)
+            xs.append(d["x"])
+            ys.extend([str(s) for s in d["y"]])
+            styles.extend([os.path.basename(f).rsplit("_", 1)[0]] * len(d["x"]))
+        except Exception as e:  # shard being written
+            print("skip", f, e)
+    if not xs:
+        return None, [], []
+    return np.concatenate(xs), ys, styles
+
+
+def make_val(h, w, n_per_style=150):
+    xs, ys, ss = [], [], []
+    for s in gen.STYLES:
+        for i in range(n_per_style):
+            img, t = gen.make_sample(s, VAL_SEED, i)
+            xs.append(preprocess_u8(img, h, w))
+            ys.append(t)
+            ss.append(s)
+    return np.stack(xs), ys, ss
+
+
+def augment(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """xb float [B,1,H,W] in 0..1. Mild blur/noise/contrast: robustness to resize differences."""
+    B = xb.shape[0]
+    # random blur on a third of the batch
+    k = torch.tensor([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]]) / 16
+    blurred = F.conv2d(F.pad(xb, (1, 1, 1, 1), mode="replicate"), k.view(1, 1, 3, 3))
+    m = (torch.rand(B, 1, 1, 1, generator=g) < 0.3).float()
+    xb = m * blurred + (1 - m) * xb
+    # contrast / brightness
+    c = 1 + (torch.rand(B, 1, 1, 1, generator=g) - 0.5) * 0.5
+    b = (torch.rand(B, 1, 1, 1, generator=g) - 0.5) * 0.2
+    mean = xb.mean(dim=(2, 3), keepdim=True)
+    xb = (xb - mean) * c + mean + b
+    # gaussian noise
+    sig = torch.rand(B, 1, 1, 1, generator=g) * 0.04
+    xb = xb + torch.randn(xb.shape, generator=g) * sig
+    # occasional inversion (light text on dark)
+    inv = (torch.rand(B, 1, 1, 1, generator=g) < 0.05).float()
+    xb = inv * (1 - xb) + (1 - inv) * xb
+    return xb.clamp(0, 1)
+
+
+def evaluate(model, vx, vy, vs, bs=256):
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(vx), bs):
+            xb = torch.from_numpy(vx[i:i + bs]).float().unsqueeze(1) / 255.0
+            lp = model((xb - MEAN) / STD).numpy()
+            preds.extend(greedy_decode(p) for p in lp)
+    res = {}
+    for s in gen.STYLES:
+        idx = [i for i in range(len(vy)) if vs[i] == s]
+        if idx:
+            res[s] = (sum(preds[i] == vy[i] for i in idx) / len(idx),
+                      sum(preds[i].lower() == vy[i].lower() for i in idx) / len(idx))
+    model.train()
+    return res
+
+
+def export(model, h, w, out_dir, version):
+    import onnx
+    import onnxruntime as ort
+    os.makedirs(out_dir, exist_ok=True)
+    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx)
+    m.load_state_dict(model.state_dict())
+    m.eval()
+    fold_bn(m)
+    m.eval()
+    x = torch.randn(1, 1, h, w)
+    path = os.path.join(out_dir, "captcha.onnx")
+    tmp = path + ".tmp"
+    torch.onnx.export(m, x, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
+                      dynamo=False, do_constant_folding=True)
+    om = onnx.load(tmp)
+    onnx.checker.check_model(om)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = m(x).numpy()
+    got = sess.run(None, {"input": x.numpy()})[0]
+    diff = float(np.abs(ref - got).max())
+    assert got.shape == (1, w // 4, 1 + len(CHARSET)), got.shape
+    assert diff < 1e-3, diff
+    os.replace(tmp, path)
+    cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": MEAN, "std": STD,
+           "version": version}
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
+    print(f"exported {path} ({os.path.getsize(path) / 1e6:.2f} MB), max |torch-ort| = {diff:.2e}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=60, help="wall-time budget for the training loop")
+    ap.add_argument("--per-style", type=int, default=40000, help="data size if generating")
+    ap.add_argument("--gen-workers", type=int, default=2)
+    ap.add_argument("--no-gen", action="store_true")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--init", default="", help="checkpoint to start from")
+    ap.add_argument("--out", default=MODEL_DIR, help="export dir (model/ by default)")
+    ap.add_argument("--version", default="")
+    ap.add_argument("--width", default="16,24,48,80,112")
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--export-only", default="", help="export this checkpoint (e.g. runs/best.pt) and exit")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    random.seed(a.seed)
+    np.random.seed(a.seed)
+    h, w = INPUT_H, INPUT_W
+    if not a.no_gen and not a.export_only:
+        generate(a.per_style, a.gen_workers, h=h, w=w)
+
+    os.makedirs(RUNS, exist_ok=True)
+    width = tuple(int(v) for v in a.width.split(","))
+    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx)
+    model.width, model.ctx = width, a.ctx
+    if a.init:
+        model.load_state_dict(torch.load(a.init, map_location="cpu"))
+    if a.export_only:
+        model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
+        export(model, h, w, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
+        return
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"params {nparams}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    T = w // 4
+
+    vx, vy, vs = make_val(h, w)
+    x, y, styles = load_shards(h, w)
+    while x is None or len(set(styles)) < len(gen.STYLES):  # a background gen_data.py is still starting
+        time.sleep(10)
+        x, y, styles = load_shards(h, w)
+    print(f"train samples {len(y)}", flush=True)
+    g = torch.Generator().manual_seed(a.seed)
+    t0 = time.time()
+    budget = a.minutes * 60
+    step, best, epoch = 0, -1.0, 0
+    ckpt = os.path.join(RUNS, "best.pt")
+    done = False
+    while not done:
+        epoch += 1
+        if epoch > 1:
+            nx, ny, ns = load_shards(h, w)
+            if nx is not None and len(ny) > len(y):
+                x, y, styles = nx, ny, ns
+                print(f"epoch {epoch}: train samples {len(y)}", flush=True)
+        perm = np.random.permutation(len(y))
+        for i in range(0, len(perm) - a.batch + 1, a.batch):
+            frac = (time.time() - t0) / budget
+            if frac >= 1:
+                done = True
+                break
+            # warmup then cosine over the wall-time budget
+            lr = a.lr * min(1.0, (step + 1) / 300) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.97 + 0.03)
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            idx = perm[i:i + a.batch]
+            xb = torch.from_numpy(x[idx]).float().unsqueeze(1) / 255.0
+            xb = augment(xb, g)
+            xb = (xb - MEAN) / STD
+            labels = [y[j] for j in idx]
+            tgt = torch.tensor([c for l in labels for c in encode(l)], dtype=torch.long)
+            tl = torch.tensor([len(l) for l in labels], dtype=torch.long)
+            lp = model(xb)  # [B,T,C]
+            loss = ctc(lp.permute(1, 0, 2), tgt, torch.full((len(idx),), T, dtype=torch.long), tl)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            if step % 100 == 0:
+                print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
+            if step % a.eval_every == 0:
+                res = evaluate(model, vx, vy, vs)
+                score = float(np.mean([r[0] for r in res.values()]))
+                print(f"eval step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+                torch.save(model.state_dict(), os.path.join(RUNS, "last.pt"))
+                if score > best:
+                    best = score
+                    torch.save(model.state_dict(), ckpt)
+    res = evaluate(model, vx, vy, vs)
+    score = float(np.mean([r[0] for r in res.values()]))
+    print(f"final step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+    torch.save(model.state_dict(), os.path.join(RUNS, "last.pt"))
+    if score >= best:
+        best = score
+        torch.save(model.state_dict(), ckpt)
+    model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+    version = a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime())
+    export(model, h, w, a.out, version)
+    with open(os.path.join(RUNS, "summary.json"), "w") as f:
+        json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
+                   "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
+                   "batch": a.batch, "lr": a.lr}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
