@@ -1,1 +1,288 @@
-//! placeholder
+//! # captcha-api
+//!
+//! The classic 2Captcha/CaptchaAI protocol (`/in.php` to submit, `/res.php`
+//! for results) as an axum [`Router`] over the core's [`CaptchaService`], so
+//! existing clients work unchanged. The router holds no server concerns (no
+//! listener, no TLS): `captchad` serves it with `axum::serve`, the Lambda
+//! functions with `lambda_http::run`.
+//!
+//! ```ignore
+//! let app = captcha_api::router(Arc::new(core), ApiConfig::default());
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! ```
+//!
+//! ## Layout
+//! - `params` — method + headers + query + body bytes → one flat parameter map;
+//! - `base64img` — lenient base64 for `method=base64`;
+//! - `submit` — `in.php` parameters → [`captcha_core::SubmitRequest`];
+//! - `result` — `res.php` actions;
+//! - `render` — plain-text / JSON answers, always HTTP 200.
+//!
+//! ## Requests
+//! Both endpoints take **any HTTP method** (clients use GET and POST; `OPTIONS`
+//! answers a CORS preflight) and **every body format**, told apart by content
+//! type and, failing that, by sniffing:
+//!
+//! | body | how it is read |
+//! |---|---|
+//! | none | query string only |
+//! | `application/x-www-form-urlencoded` | form fields |
+//! | `multipart/form-data` | the part named `file` is the image (`method=post`); other parts are fields |
+//! | `application/json`, or any body starting with `{` (npm `2captcha` sends `text/plain`) | a JSON object; `true`/`false` → `1`/`0`, `null` → absent |
+//! | anything else / no content type | form fields |
+//!
+//! Query parameters are merged with the body; **the body wins** on a
+//! conflict, and within one source the last occurrence wins. Blank values
+//! count as absent. A body over [`ApiConfig::max_body_bytes`] (default 1 MiB,
+//! room for a 600 kB image in base64) is answered `ERROR_TOO_BIG_CAPTCHA_FILESIZE`
+//! on `in.php` and `ERROR_BAD_PARAMETERS` on `res.php`, never HTTP 413.
+//!
+//! ## Common parameters
+//! | param | meaning |
+//! |---|---|
+//! | `key` | API key; missing → `ERROR_WRONG_USER_KEY` (format and existence are checked by the core) |
+//! | `json` | `1`/`true`: answer `{"status":1,"request":"…"}` / `{"status":0,"request":"ERROR_…","error_text":"…"}` |
+//! | `header_acao` | `1`/`true`: add `Access-Control-Allow-Origin: *` |
+//! | `soft_id`, `pingback` | passed to the core (`in.php`) |
+//!
+//! ## `in.php`
+//! | method | parameters | answer |
+//! |---|---|---|
+//! | `post` | multipart part `file` | `OK\|<id>` / `{"status":1,"request":"<id>"}` (id as a string) |
+//! | `base64` | `body`: base64; whitespace, line breaks, a `data:image/…;base64,` prefix, the URL-safe alphabet, missing padding, `+` turned into a space and `%2B`-style escapes are tolerated | as above |
+//! | none | inferred: `post` if there is a `file` part, `base64` if there is a `body` | as above |
+//! | `userrecaptcha`, `turnstile`, `hcaptcha`, `altcha`, `cap` | (not parsed yet) | `ERROR_TASK_NOT_SUPPORTED` |
+//! | anything else | | `ERROR_BAD_PARAMETERS` (the classic list has no `ERROR_NO_SUCH_METHOD`) |
+//!
+//! Image options: `phrase` 0/1, `regsense` 0/1, `numeric` 0–4, `calc` 0/1,
+//! `min_len`/`max_len` 0–20 (min ≤ max when both set), `language` 0–2, `lang`
+//! (letters, digits, `-`, `_`, ≤ 16), `textinstructions` (cut to 140 chars),
+//! `imginstructions` (ignored). Switches also take `true`/`false`. `recaptcha=1`
+//! (grid) or `coordinatescaptcha=1` → `ERROR_TASK_NOT_SUPPORTED`.
+//!
+//! Checks in order, first failure answered: `key` present
+//! (`ERROR_WRONG_USER_KEY`); method known (`ERROR_TASK_NOT_SUPPORTED`,
+//! `ERROR_BAD_PARAMETERS`); options valid (`ERROR_BAD_PARAMETERS`); image
+//! present (`method=post` without a `file` part, or an unreadable multipart
+//! body → `ERROR_UPLOAD`; `method=base64` without `body` or with an empty one,
+//! or an empty file → `ERROR_ZERO_CAPTCHA_FILESIZE`); base64 decodable
+//! (`ERROR_UPLOAD`); a JSON content type with a non-JSON body → `ERROR_UPLOAD`.
+//! Then the core answers: `ERROR_KEY_DOES_NOT_EXIST`, `ERROR_ZERO_BALANCE`,
+//! `ERROR_NO_SLOT_AVAILABLE`, `ERROR_ZERO_CAPTCHA_FILESIZE` (< 100 bytes),
+//! `ERROR_TOO_BIG_CAPTCHA_FILESIZE`, `ERROR_IMAGE_TYPE_NOT_SUPPORTED`,
+//! `ERROR_IP_NOT_ALLOWED`, `IP_BANNED`, `MAX_USER_TURN`, … — any
+//! [`ErrorCode`] is rendered by its `code()`.
+//!
+//! ## `res.php`
+//! | action | parameters | answer |
+//! |---|---|---|
+//! | `get` | `id` | `CAPCHA_NOT_READY`, `OK\|<answer>`, `ERROR_CAPTCHA_UNSOLVABLE`, or an error |
+//! | `get` | `ids=1,2,3` (≤ [`ApiConfig::max_ids`], else `ERROR_BAD_PARAMETERS`) | per id, in order, joined by `\|`: the answer, `CAPCHA_NOT_READY` or an error code; JSON `{"status":1,"request":"a\|CAPCHA_NOT_READY"}`. A malformed id or a key-level error answers the whole request |
+//! | `get2` | `id` | `OK\|<answer>\|<price>` / `{"status":1,"request":"<answer>","price":"0.00085"}` |
+//! | `getbalance` | | bare number `12.3456` / `{"status":1,"request":"12.3456"}` |
+//! | `reportbad`, `reportgood` | `id` | `OK_REPORT_RECORDED` (core: `ERROR_REPORT_NOT_RECORDED`, `ERROR_DUPLICATE_REPORT`) |
+//! | `add_pingback`, `get_pingback`, `del_pingback` | | `ERROR_EMPTY_ACTION` until the callbacks issue (TODO in `result::pingback`) |
+//! | missing / other | | `ERROR_EMPTY_ACTION` |
+//!
+//! Checks in order: action (`ERROR_EMPTY_ACTION`), `key` present
+//! (`ERROR_WRONG_USER_KEY`), id digits only (`ERROR_WRONG_ID_FORMAT`, also when
+//! missing), id able to exist — positive, below 2^53 (`ERROR_WRONG_CAPTCHA_ID`);
+//! then the core (`ERROR_WRONG_CAPTCHA_ID`, `ERROR_KEY_DOES_NOT_EXIST`, …). In
+//! JSON, `CAPCHA_NOT_READY` is `{"status":0,"request":"CAPCHA_NOT_READY"}`.
+//!
+//! ## Failures
+//! Every answer is HTTP 200 with `text/plain; charset=utf-8` or
+//! `application/json` and `Cache-Control: no-store`. An internal failure of
+//! the core is `ERROR_INTERNAL` on `in.php` and `CAPCHA_NOT_READY` when polling
+//! (the client just polls again); a panic in a handler is caught and answered
+//! `ERROR_INTERNAL`.
+//!
+//! ## Client IP
+//! [`SubmitRequest::client_ip`](captcha_core::SubmitRequest) comes from, in
+//! order: a [`ClientIp`] request extension (for hosts like Lambda to insert),
+//! the first `X-Forwarded-For` address when [`ApiConfig::trust_forwarded_for`],
+//! then axum's `ConnectInfo<SocketAddr>`; none of them is required.
+
+mod base64img;
+mod params;
+mod render;
+mod result;
+mod submit;
+
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::Poll;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, request::Parts, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use captcha_core::{CaptchaService, ErrorCode};
+
+use params::{BodyError, Params};
+use render::{Flags, Reply};
+
+/// Limits and trust settings of the protocol layer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ApiConfig {
+    /// Largest request body read, in bytes; larger ones are answered with an
+    /// error code (not HTTP 413). 1 MiB fits a 600 kB image in base64, even
+    /// urlencoded.
+    pub max_body_bytes: usize,
+    /// Most ids one `res.php?action=get&ids=…` may ask for (each is a lookup).
+    pub max_ids: usize,
+    /// Take the client IP from the first `X-Forwarded-For` entry. Only safe
+    /// behind a proxy that sets it; off by default.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_body_bytes: 1 << 20, max_ids: 100, trust_forwarded_for: false }
+    }
+}
+
+/// The client's address, for hosts without `ConnectInfo` (e.g. a Lambda
+/// wrapper reading the API Gateway request context) to insert as a request
+/// extension. Takes precedence over everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+struct AppState {
+    service: Arc<dyn CaptchaService>,
+    cfg: ApiConfig,
+}
+
+/// The classic API: `/in.php` and `/res.php` over `service`.
+pub fn router(service: Arc<dyn CaptchaService>, cfg: ApiConfig) -> Router {
+    let state = Arc::new(AppState { service, cfg });
+    Router::new()
+        .route("/in.php", any(in_php))
+        .route("/res.php", any(res_php))
+        .with_state(state)
+}
+
+async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    endpoint(req, move |parts, body| async move {
+        let mut params = Params::from_query(parts.uri.query());
+        let body_result = match params::read_body(&parts, body, app.cfg.max_body_bytes).await {
+            Ok(bytes) => params.merge_body(&parts, bytes).await,
+            Err(e) => Err(e),
+        };
+        let flags = flags(&params);
+        if let Err(e) = body_result {
+            let code = match e {
+                BodyError::TooLarge => ErrorCode::TooBigCaptchaFilesize,
+                BodyError::Malformed => ErrorCode::Upload,
+            };
+            return (Reply::Error(code), flags);
+        }
+        let ip = client_ip(&parts, &app.cfg);
+        let reply = match submit::parse_submit(params, ip) {
+            Err(code) => Reply::Error(code),
+            Ok(req) => match app.service.submit(req).await {
+                Ok(id) => Reply::Ok(id.to_string()),
+                Err(code) => {
+                    if code == ErrorCode::Internal {
+                        tracing::error!("submit failed internally");
+                    }
+                    Reply::Error(code)
+                }
+            },
+        };
+        (reply, flags)
+    })
+    .await
+}
+
+async fn res_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    endpoint(req, move |parts, body| async move {
+        let mut params = Params::from_query(parts.uri.query());
+        let body_result = match params::read_body(&parts, body, app.cfg.max_body_bytes).await {
+            Ok(bytes) => params.merge_body(&parts, bytes).await,
+            Err(e) => Err(e),
+        };
+        let flags = flags(&params);
+        if body_result.is_err() {
+            return (Reply::Error(ErrorCode::BadParameters), flags);
+        }
+        (result::handle(app.service.as_ref(), &params, app.cfg.max_ids).await, flags)
+    })
+    .await
+}
+
+fn flags(p: &Params) -> Flags {
+    Flags { json: p.wants_json(), acao: p.wants_acao() }
+}
+
+/// Shared by both endpoints: answers CORS preflights, runs `handler` with a
+/// panic guard, and renders its reply. A panic becomes `ERROR_INTERNAL`,
+/// rendered with the flags of the query string (the body is gone by then).
+async fn endpoint<F, Fut>(req: Request<Body>, handler: F) -> Response
+where
+    F: FnOnce(Parts, Body) -> Fut,
+    Fut: Future<Output = (Reply, Flags)>,
+{
+    let (parts, body) = req.into_parts();
+    if parts.method == Method::OPTIONS {
+        return preflight(&parts);
+    }
+    let fallback_flags = flags(&Params::from_query(parts.uri.query()));
+    let mut fut = Box::pin(handler(parts, body));
+    let guarded = poll_fn(move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Ready(out)) => Poll::Ready(Some(out)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(_) => Poll::Ready(None),
+    })
+    .await;
+    match guarded {
+        Some((reply, flags)) => reply.into_response(flags),
+        None => {
+            tracing::error!("handler panicked; answering ERROR_INTERNAL");
+            Reply::Error(ErrorCode::Internal).into_response(fallback_flags)
+        }
+    }
+}
+
+/// `OPTIONS`: lets browsers send JSON bodies cross-origin (the real answer
+/// still carries `Access-Control-Allow-Origin` only with `header_acao=1`).
+fn preflight(parts: &Parts) -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    let allow_headers = parts
+        .headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("Content-Type"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    resp
+}
+
+fn client_ip(parts: &Parts, cfg: &ApiConfig) -> Option<IpAddr> {
+    if let Some(ClientIp(ip)) = parts.extensions.get::<ClientIp>() {
+        return Some(ip.to_canonical());
+    }
+    if cfg.trust_forwarded_for {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return Some(ip.to_canonical());
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+}
