@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 
@@ -11,7 +12,8 @@ use crate::error::ErrorCode;
 pub type TaskId = u64;
 
 /// Options of an image task, as the classic `in.php` and `ImageToTextTask` carry them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImageOptions {
     /// The answer has two or more words.
     pub phrase: bool,

@@ -1,0 +1,628 @@
+//! The stage logic, written once over the ports: submit, route, solve, sweep,
+//! poll, report, balance. [`Core`] implements the [`CaptchaService`] facade
+//! and offers single-step worker functions that a binary loops and a Lambda
+//! handler calls once per event.
+//!
+//! # Worker API (deterministic single steps)
+//!
+//! | call | does | returns |
+//! |---|---|---|
+//! | [`Core::route_once`] | moves up to `route_batch` intake messages to their pool queues | messages handled |
+//! | [`Core::solve_once`] | claims up to `max` tasks of a pool, runs the solver inline, finishes them | tasks handled |
+//! | [`Core::claim`] + [`Core::finish`] | the same as `solve_once`, split so the solver can run elsewhere (e.g. `spawn_blocking`) | claims / outcome |
+//! | [`Core::sweep_once`] | retries stuck tasks, gives up overdue and dead-lettered ones, repairs holds, purges expired results | a [`SweepReport`] |
+//! | [`Core::recover_interrupted`] | at startup of a single-process deployment: every `solving` task was interrupted; retry or give up now | tasks recovered |
+//!
+//! Each returns `Ok(0)` (or an empty report) when there was nothing to do, so
+//! a loop can sleep briefly then; a per-message failure is logged and that
+//! message left for redelivery, only a failure to reach the queue is an `Err`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::admin::AccountAdmin;
+use crate::config::{ms, Config};
+use crate::domain::{new_task_id, ApiKey, ImageFormat, Method, Pool, Task, TaskParams, TaskState, Transition};
+use crate::error::ErrorCode;
+use crate::ports::{HoldOutcome, Message, Ports, Queue, Receipt, SolveError, StoreError, ImageSolver};
+use crate::ratelimit::RateLimiter;
+use crate::service::{CaptchaService, Report, SubmitRequest, TaskId, TaskResult, TaskSpec};
+use crate::Account;
+
+/// A stage failed: either a client-visible refusal or a backend failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("refused: {0}")]
+    Refused(ErrorCode),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ErrorCode> for CoreError {
+    fn from(code: ErrorCode) -> Self {
+        CoreError::Refused(code)
+    }
+}
+
+impl CoreError {
+    /// The code a client sees; backend failures become `Internal` (and are logged).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::Refused(code) => *code,
+            CoreError::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                ErrorCode::Internal
+            }
+        }
+    }
+}
+
+/// A task a worker has taken: marked `solving`, image loaded.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The task as it is now (state `solving`, attempts counted).
+    pub task: Task,
+    pub image: Vec<u8>,
+    queue: Queue,
+    receipt: Receipt,
+}
+
+/// One received pool message, after `claim_one`.
+enum ClaimStep {
+    Claimed(Claim),
+    /// Duplicate or stale: delete the message.
+    Stale(Receipt),
+    /// Already finished (and its message deleted).
+    Finished,
+}
+
+/// What [`Core::finish`] did with a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Answer stored, hold charged.
+    Solved,
+    /// Attempt failed; the task went back to the intake queue.
+    Retrying,
+    /// Given up; hold released.
+    Unsolvable,
+    /// The task had already been moved on (by the sweeper); nothing changed.
+    Superseded,
+}
+
+/// What one [`Core::sweep_once`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// `solving` for longer than `solve_timeout`: retried.
+    pub retried: usize,
+    /// Made unsolvable: overdue, out of attempts, or dead-lettered.
+    pub gave_up: usize,
+    /// Dead-letter messages consumed.
+    pub dead_letters: usize,
+    /// Open holds reconciled with their finished (or missing) tasks.
+    pub holds_repaired: usize,
+    /// Finished tasks deleted after retention and the report window.
+    pub purged: usize,
+}
+
+impl SweepReport {
+    pub fn is_empty(&self) -> bool {
+        *self == SweepReport::default()
+    }
+}
+
+/// The domain core over a set of ports. Cheap to share: wrap it in an `Arc`.
+pub struct Core {
+    config: Config,
+    ports: Ports,
+    /// Submits per key per second, per process.
+    limiter: RateLimiter,
+}
+
+/// How many ids to try before giving up on a collision streak (never happens
+/// with 53 random bits unless the store is broken).
+const ID_TRIES: usize = 5;
+
+impl Core {
+    pub fn new(config: Config, ports: Ports) -> Core {
+        let limiter = RateLimiter::new(config.max_requests_per_sec, config.request_burst);
+        Core { config, ports, limiter }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Account administration (the CLI) over the same ports.
+    pub fn admin(&self) -> AccountAdmin {
+        AccountAdmin::new(self.ports.accounts.clone(), self.ports.clock.clone())
+    }
+
+    fn now(&self) -> u64 {
+        self.ports.clock.now_ms()
+    }
+
+    async fn account_of(&self, key: &str) -> Result<Account, CoreError> {
+        let key = ApiKey::parse(key).ok_or(ErrorCode::WrongUserKey)?;
+        self.ports.accounts.get(&key.account_id()).await?.ok_or(CoreError::Refused(ErrorCode::KeyDoesNotExist))
+    }
+
+    // ------------------------------------------------------------ submit
+
+    /// Validates a submit, holds its price, stores the task and puts it on the
+    /// intake queue. Returns once the task is stored and enqueued.
+    pub async fn submit_task(&self, req: SubmitRequest) -> Result<TaskId, CoreError> {
+        let account = self.account_of(&req.key).await?;
+        let now = self.now();
+        if !self.limiter.allow(&account.id, now) {
+            return Err(ErrorCode::MaxUserTurn.into());
+        }
+        let method = Method::of(&req.spec);
+        let price = self.config.offer(method).ok_or(ErrorCode::TaskNotSupported)?;
+        let (image, params) = match req.spec {
+            TaskSpec::Image { image, options } => {
+                self.check_image(&image)?;
+                (image, TaskParams::Image(options))
+            }
+        };
+
+        for _ in 0..ID_TRIES {
+            let id = new_task_id();
+            match self
+                .ports
+                .accounts
+                .hold(&account.id, id, price, self.config.max_in_flight_per_key, now)
+                .await?
+            {
+                HoldOutcome::Held => {}
+                HoldOutcome::DuplicateTask => continue,
+                HoldOutcome::InsufficientFunds => return Err(ErrorCode::ZeroBalance.into()),
+                HoldOutcome::TooManyOpen => return Err(ErrorCode::NoSlotAvailable.into()),
+                HoldOutcome::NoAccount => return Err(ErrorCode::KeyDoesNotExist.into()),
+            }
+            let task = Task {
+                id,
+                account: account.id.clone(),
+                method,
+                params: params.clone(),
+                state: TaskState::Queued,
+                attempts: 0,
+                price_micros: price,
+                created_ms: now,
+                routed_ms: None,
+                started_ms: None,
+                ended_ms: None,
+                updated_ms: now,
+                answer: None,
+                error: None,
+                report: None,
+                reported_ms: None,
+                pingback: req.pingback.clone(),
+                soft_id: req.soft_id.clone(),
+            };
+            match self.ports.tasks.put_new(&task, &image).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.ports.accounts.release(id, now).await?;
+                    continue;
+                }
+                Err(e) => {
+                    self.release_quietly(id).await;
+                    return Err(e.into());
+                }
+            }
+            if let Err(e) = self.ports.queue.send(Queue::INTAKE, &id.to_string()).await {
+                let t = Transition::of(&task, TaskState::Unsolvable, now).error("enqueue failed");
+                if matches!(self.ports.tasks.transition(id, &t).await, Ok(true)) {
+                    self.release_quietly(id).await;
+                }
+                return Err(e.into());
+            }
+            return Ok(id);
+        }
+        tracing::error!("task id collisions {ID_TRIES} times in a row");
+        Err(ErrorCode::Internal.into())
+    }
+
+    fn check_image(&self, image: &[u8]) -> Result<(), ErrorCode> {
+        if image.len() < self.config.min_image_bytes {
+            return Err(ErrorCode::ZeroCaptchaFilesize);
+        }
+        if image.len() > self.config.max_image_bytes {
+            return Err(ErrorCode::TooBigCaptchaFilesize);
+        }
+        ImageFormat::sniff(image).map(|_| ()).ok_or(ErrorCode::ImageTypeNotSupported)
+    }
+
+    async fn release_quietly(&self, id: TaskId) {
+        if let Err(e) = self.ports.accounts.release(id, self.now()).await {
+            tracing::warn!(task = id, error = %e, "release failed; the sweeper will repair the hold");
+        }
+    }
+
+    // ------------------------------------------------------------ route
+
+    /// Takes up to `route_batch` messages from the intake queue and sends each
+    /// task to its pool's queue (`queued → routed`). A message for a task
+    /// already routed is re-sent (a crash between the two steps); one for a
+    /// task further along is dropped. Returns the messages handled.
+    pub async fn route_once(&self) -> Result<usize, StoreError> {
+        let msgs = self
+            .ports
+            .queue
+            .receive(Queue::INTAKE, self.config.route_batch, self.config.visibility_timeout)
+            .await?;
+        let n = msgs.len();
+        let mut to_pool: BTreeMap<Pool, (Vec<String>, Vec<Receipt>)> = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for m in msgs {
+            match self.route_one(&m).await {
+                Ok(Some(pool)) => {
+                    let entry = to_pool.entry(pool).or_default();
+                    entry.0.push(m.body);
+                    entry.1.push(m.receipt);
+                }
+                Ok(None) => dropped.push(m.receipt),
+                Err(e) => tracing::warn!(body = %m.body, error = %e, "route failed; message left for redelivery"),
+            }
+        }
+        for (pool, (bodies, receipts)) in to_pool {
+            match self.ports.queue.send_batch(Queue::pool(pool), &bodies).await {
+                Ok(()) => dropped.extend(receipts),
+                Err(e) => tracing::warn!(%pool, error = %e, "send to pool failed; messages left for redelivery"),
+            }
+        }
+        if !dropped.is_empty() {
+            self.ports.queue.delete_batch(Queue::INTAKE, &dropped).await?;
+        }
+        Ok(n)
+    }
+
+    /// The pool to send this message's task to, or `None` to drop the message.
+    async fn route_one(&self, m: &Message) -> Result<Option<Pool>, StoreError> {
+        let Some(task) = self.task_of(m).await? else { return Ok(None) };
+        let pool = task.pool();
+        match task.state {
+            TaskState::Queued if !self.config.pools.contains(&pool) => {
+                // The pool was switched off after the task was accepted.
+                self.give_up(&task, "no pool for this method").await?;
+                Ok(None)
+            }
+            TaskState::Queued => {
+                let t = Transition::of(&task, TaskState::Routed, self.now());
+                Ok(self.ports.tasks.transition(task.id, &t).await?.then_some(pool))
+            }
+            TaskState::Routed => Ok(Some(pool)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The task a message names; `None` (after a warning) if the body is not
+    /// an id or the task is gone.
+    async fn task_of(&self, m: &Message) -> Result<Option<Task>, StoreError> {
+        let Ok(id) = m.body.trim().parse::<TaskId>() else {
+            tracing::warn!(body = %m.body, "dropping a message that is not a task id");
+            return Ok(None);
+        };
+        self.ports.tasks.get(id).await
+    }
+
+    // ------------------------------------------------------------ solve
+
+    /// Takes up to `max` messages from `pool`'s queue and marks their tasks
+    /// `solving` (conditionally: a duplicate or stale message is deleted and
+    /// skipped). Each claim must be passed to [`Core::finish`].
+    pub async fn claim(&self, pool: Pool, max: usize) -> Result<Vec<Claim>, StoreError> {
+        let queue = Queue::pool(pool);
+        let msgs = self.ports.queue.receive(queue, max, self.config.visibility_timeout).await?;
+        let mut claims = Vec::with_capacity(msgs.len());
+        let mut stale = Vec::new();
+        for m in msgs {
+            match self.claim_one(queue, m).await {
+                Ok(ClaimStep::Claimed(claim)) => claims.push(claim),
+                Ok(ClaimStep::Stale(receipt)) => stale.push(receipt),
+                Ok(ClaimStep::Finished) => {}
+                Err(e) => tracing::warn!(%pool, error = %e, "claim failed; message left for redelivery"),
+            }
+        }
+        if !stale.is_empty() {
+            self.ports.queue.delete_batch(queue, &stale).await?;
+        }
+        Ok(claims)
+    }
+
+    async fn claim_one(&self, queue: Queue, m: Message) -> Result<ClaimStep, StoreError> {
+        let Some(task) = self.task_of(&m).await? else { return Ok(ClaimStep::Stale(m.receipt)) };
+        if task.state != TaskState::Routed || Queue::pool(task.pool()) != queue {
+            return Ok(ClaimStep::Stale(m.receipt));
+        }
+        let t = Transition::of(&task, TaskState::Solving, self.now()).attempts(task.attempts + 1);
+        if !self.ports.tasks.transition(task.id, &t).await? {
+            return Ok(ClaimStep::Stale(m.receipt));
+        }
+        let mut task = task;
+        t.apply(&mut task);
+        match self.ports.tasks.image(task.id).await? {
+            Some(image) => Ok(ClaimStep::Claimed(Claim { task, image, queue, receipt: m.receipt })),
+            None => {
+                let claim = Claim { task, image: Vec::new(), queue, receipt: m.receipt };
+                self.finish(claim, Err(SolveError::Unsolvable("image missing".into()))).await?;
+                Ok(ClaimStep::Finished)
+            }
+        }
+    }
+
+    /// Records the outcome of a claim: an answer is stored and the hold
+    /// charged exactly once; a failure is retried via the intake queue until
+    /// `max_attempts`, then the task is unsolvable and the hold released.
+    /// The claim's message is deleted in every case.
+    pub async fn finish(&self, claim: Claim, outcome: Result<String, SolveError>) -> Result<Finished, StoreError> {
+        let outcome = match outcome {
+            Ok(answer) if answer.trim().is_empty() => Err(SolveError::Failed("empty answer".into())),
+            other => other,
+        };
+        let task = &claim.task;
+        let now = self.now();
+        let result = match outcome {
+            Ok(answer) => {
+                let t = Transition::of(task, TaskState::Solved, now).answer(answer);
+                if self.ports.tasks.transition(task.id, &t).await? {
+                    self.ports.accounts.settle(task.id, now).await?;
+                    Finished::Solved
+                } else {
+                    Finished::Superseded
+                }
+            }
+            Err(SolveError::Failed(why)) => self.fail_attempt(task, &why).await?,
+            Err(SolveError::Unsolvable(why)) => {
+                if self.give_up(task, &why).await? {
+                    Finished::Unsolvable
+                } else {
+                    Finished::Superseded
+                }
+            }
+        };
+        self.ports.queue.delete(claim.queue, &claim.receipt).await?;
+        Ok(result)
+    }
+
+    /// One `solving` attempt failed: back to the intake queue if attempts
+    /// remain, otherwise unsolvable.
+    async fn fail_attempt(&self, task: &Task, why: &str) -> Result<Finished, StoreError> {
+        if task.attempts < self.config.max_attempts {
+            let t = Transition::of(task, TaskState::Queued, self.now()).error(why);
+            if !self.ports.tasks.transition(task.id, &t).await? {
+                return Ok(Finished::Superseded);
+            }
+            // If this send fails the task waits in `queued` until the sweeper's
+            // deadline makes it unsolvable (and releases the hold).
+            self.ports.queue.send(Queue::INTAKE, &task.id.to_string()).await?;
+            Ok(Finished::Retrying)
+        } else if self.give_up(task, why).await? {
+            Ok(Finished::Unsolvable)
+        } else {
+            Ok(Finished::Superseded)
+        }
+    }
+
+    /// Makes an unfinished task unsolvable and releases its hold. `false` if
+    /// the task had moved on meanwhile.
+    async fn give_up(&self, task: &Task, why: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        let t = Transition::of(task, TaskState::Unsolvable, now).error(why);
+        if !self.ports.tasks.transition(task.id, &t).await? {
+            return Ok(false);
+        }
+        self.ports.accounts.release(task.id, now).await?;
+        tracing::info!(task = task.id, attempts = task.attempts, why, "task unsolvable");
+        Ok(true)
+    }
+
+    /// [`Core::claim`] up to `max` tasks of `pool`, run `solver` on each
+    /// inline (it blocks the calling thread), [`Core::finish`] each. Returns
+    /// the number of tasks solved or failed.
+    pub async fn solve_once(&self, pool: Pool, solver: &dyn ImageSolver, max: usize) -> Result<usize, StoreError> {
+        let claims = self.claim(pool, max).await?;
+        let n = claims.len();
+        for claim in claims {
+            let outcome = match claim.task.params.image_options() {
+                Some(opts) => solver.solve(&claim.image, opts),
+                None => Err(SolveError::Unsolvable("not an image task".into())),
+            };
+            let id = claim.task.id;
+            if let Err(e) = self.finish(claim, outcome).await {
+                tracing::warn!(task = id, error = %e, "finish failed; the task will be retried");
+            }
+        }
+        Ok(n)
+    }
+
+    // ------------------------------------------------------------ sweep
+
+    /// Housekeeping, one bounded batch of each kind:
+    /// 1. `solving` longer than `solve_timeout` → retried or unsolvable;
+    /// 2. unfinished longer than `task_deadline` → unsolvable;
+    /// 3. messages in the dead-letter queues → their tasks unsolvable;
+    /// 4. holds open longer than `hold_repair_after` → settled or released
+    ///    to match their task (repairs a crash between a transition and its
+    ///    money step);
+    /// 5. finished tasks past both `result_retention` and `report_window`,
+    ///    and their closed holds, are deleted.
+    pub async fn sweep_once(&self) -> Result<SweepReport, StoreError> {
+        let cfg = &self.config;
+        let now = self.now();
+        let batch = cfg.sweep_batch;
+        let mut report = SweepReport::default();
+
+        for task in self.ports.tasks.stuck(TaskState::Solving, now.saturating_sub(ms(cfg.solve_timeout)), batch).await? {
+            match self.fail_attempt(&task, "solve timed out").await? {
+                Finished::Retrying => report.retried += 1,
+                Finished::Unsolvable => report.gave_up += 1,
+                _ => {}
+            }
+        }
+
+        for task in self.ports.tasks.overdue(now.saturating_sub(ms(cfg.task_deadline)), batch).await? {
+            if self.give_up(&task, "deadline passed").await? {
+                report.gave_up += 1;
+            }
+        }
+
+        let mut queues = vec![Queue::INTAKE];
+        queues.extend(Pool::ALL.iter().map(|p| Queue::pool(*p)));
+        for queue in queues {
+            let dlq = queue.dead();
+            let msgs = self.ports.queue.receive(dlq, batch, cfg.visibility_timeout).await?;
+            let mut done = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                match self.task_of(&m).await? {
+                    Some(task) if !task.state.is_terminal() => {
+                        if self.give_up(&task, &format!("dead-lettered from {queue}")).await? {
+                            report.gave_up += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                report.dead_letters += 1;
+                done.push(m.receipt);
+            }
+            if !done.is_empty() {
+                self.ports.queue.delete_batch(dlq, &done).await?;
+            }
+        }
+
+        for hold in self.ports.accounts.open_holds(now.saturating_sub(ms(cfg.hold_repair_after)), batch).await? {
+            let state = self.ports.tasks.get(hold.task_id).await?.map(|t| t.state);
+            let repaired = match state {
+                Some(TaskState::Solved) => self.ports.accounts.settle(hold.task_id, now).await?,
+                None | Some(TaskState::Unsolvable) => self.ports.accounts.release(hold.task_id, now).await?,
+                Some(_) => false,
+            };
+            if repaired {
+                tracing::warn!(task = hold.task_id, ?state, "repaired a hold left open");
+                report.holds_repaired += 1;
+            }
+        }
+
+        report.purged = self
+            .ports
+            .tasks
+            .purge(
+                now.saturating_sub(ms(cfg.result_retention)),
+                now.saturating_sub(ms(cfg.report_window)),
+                batch,
+            )
+            .await?;
+        let keep_holds = ms(cfg.report_window).max(ms(cfg.result_retention)) + ms(cfg.task_deadline);
+        self.ports.accounts.purge_holds(now.saturating_sub(keep_holds), batch).await?;
+        Ok(report)
+    }
+
+    /// For a single-process deployment at startup, before any solve worker
+    /// runs: every task still `solving` was interrupted by the previous
+    /// process dying, so it is retried (or given up) now rather than after
+    /// `solve_timeout`. Do not call this while other processes solve tasks.
+    pub async fn recover_interrupted(&self) -> Result<usize, StoreError> {
+        let mut recovered = 0;
+        loop {
+            let stuck = self.ports.tasks.stuck(TaskState::Solving, u64::MAX, self.config.sweep_batch).await?;
+            if stuck.is_empty() {
+                return Ok(recovered);
+            }
+            let mut progressed = false;
+            for task in stuck {
+                if self.fail_attempt(&task, "interrupted by a restart").await? != Finished::Superseded {
+                    recovered += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(recovered);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ poll, report, balance
+
+    /// The result of one of this key's tasks.
+    pub async fn poll(&self, key: &str, id: TaskId) -> Result<TaskResult, CoreError> {
+        let account = self.account_of(key).await?;
+        let task = self
+            .ports
+            .tasks
+            .get(id)
+            .await?
+            .filter(|t| t.account == account.id)
+            .ok_or(ErrorCode::WrongCaptchaId)?;
+        let expired = |t: &Task| {
+            t.ended_ms.is_some_and(|e| self.now() > e.saturating_add(ms(self.config.result_retention)))
+        };
+        match task.state {
+            TaskState::Queued | TaskState::Routed | TaskState::Solving => Ok(TaskResult::NotReady),
+            _ if expired(&task) => Err(ErrorCode::WrongCaptchaId.into()),
+            TaskState::Solved => Ok(TaskResult::Solved {
+                answer: task.answer.clone().unwrap_or_default(),
+                price_micros: task.price_micros,
+                created_ms: task.created_ms,
+                ended_ms: task.ended_ms.unwrap_or(task.updated_ms),
+                attempts: task.attempts,
+            }),
+            TaskState::Unsolvable => Ok(TaskResult::Unsolvable),
+        }
+    }
+
+    /// Records a report on a solved task within `report_window` of its
+    /// submission; `Bad` refunds the charge (once).
+    pub async fn report_task(&self, key: &str, id: TaskId, report: Report) -> Result<(), CoreError> {
+        let account = self.account_of(key).await?;
+        let task = self
+            .ports
+            .tasks
+            .get(id)
+            .await?
+            .filter(|t| t.account == account.id)
+            .ok_or(ErrorCode::WrongCaptchaId)?;
+        if task.report.is_some() {
+            return Err(ErrorCode::DuplicateReport.into());
+        }
+        let now = self.now();
+        if task.state != TaskState::Solved || now > task.created_ms.saturating_add(ms(self.config.report_window)) {
+            return Err(ErrorCode::ReportNotRecorded.into());
+        }
+        if !self.ports.tasks.set_report(id, report, now).await? {
+            return Err(ErrorCode::DuplicateReport.into());
+        }
+        if report == Report::Bad && !self.ports.accounts.refund(id, now).await? {
+            tracing::warn!(task = id, "reportbad on a task whose charge is not refundable");
+        }
+        Ok(())
+    }
+
+    /// Balance minus holds, in micro-units.
+    pub async fn available_balance(&self, key: &str) -> Result<u64, CoreError> {
+        Ok(self.account_of(key).await?.available_micros())
+    }
+}
+
+#[async_trait]
+impl CaptchaService for Core {
+    async fn submit(&self, req: SubmitRequest) -> Result<TaskId, ErrorCode> {
+        self.submit_task(req).await.map_err(|e| e.code())
+    }
+
+    async fn result(&self, key: &str, id: TaskId) -> Result<TaskResult, ErrorCode> {
+        self.poll(key, id).await.map_err(|e| e.code())
+    }
+
+    async fn balance(&self, key: &str) -> Result<u64, ErrorCode> {
+        self.available_balance(key).await.map_err(|e| e.code())
+    }
+
+    async fn report(&self, key: &str, id: TaskId, report: Report) -> Result<(), ErrorCode> {
+        self.report_task(key, id, report).await.map_err(|e| e.code())
+    }
+}
