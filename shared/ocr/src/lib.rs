@@ -1,1 +1,36 @@
-//! placeholder
+//! # captcha-ocr
+//!
+//! Reads the text of image CAPTCHAs on the CPU, in-process: the solver the
+//! service falls back to before (or instead of) a human worker.
+//!
+//! This crate owns the *inference* side of the OCR engine; the trainer's side
+//! (`training/`, `model/`, `validation/`, `MODEL.md`) produces what it runs:
+//! `model/captcha.onnx`, a CTC recogniser, and `model/model.json`, its input
+//! size, normalisation and charset.
+//!
+//! # Layout
+//! - [`preprocess`]: bytes → the model's input tensor — decoding with size
+//!   limits checked on the header first, alpha over white, gray, resize
+//!   bit-exact with the trainer's Pillow, pad, normalise.
+//! - [`model`]: [`Ocr`], the model loaded **once** (embedded in the binary
+//!   with [`Ocr::embedded`] / [`Ocr::global`], or from files with
+//!   [`Ocr::from_files`]) into an optimised tract plan; `Send + Sync`, one
+//!   instance serves every thread.
+//! - [`ctc`]: decoding the model's per-step log-probabilities under the
+//!   client's [`Constraints`] (digits only, length bounds, phrase, calc, case),
+//!   applied to the probabilities — masks plus a constrained prefix beam
+//!   search — never by filtering the decoded string.
+//! - [`error`]: [`OcrError`]; no input, however broken or large, panics.
+//!
+//! The `ocr-bench` binary measures accuracy per validation style, latency
+//! and throughput, next to the ddddocr anchor (see `BENCHMARKS.md`).
+
+pub mod ctc;
+pub mod error;
+pub mod model;
+pub mod preprocess;
+
+pub use ctc::{Answer, Charset, Constraints, LogProbs};
+pub use error::OcrError;
+pub use model::{ModelSpec, Ocr};
+pub use preprocess::ImageLimits;

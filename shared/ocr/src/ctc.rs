@@ -1,0 +1,869 @@
+//! CTC decoding under the client's constraints.
+//!
+//! The constraints act on the model's log-probabilities, not on the decoded
+//! string: classes the answer may not contain are masked to `-inf` at every
+//! time step, and what a mask cannot express (length bounds, "all digits or all
+//! letters", "both kinds", "two words", the arithmetic grammar) is enforced by a
+//! CTC prefix beam search that only extends prefixes which can still become a
+//! valid answer and returns the most probable *valid* sequence. With no such
+//! constraint the best path (per-step argmax, repeats collapsed, blanks
+//! dropped) is exact enough and much cheaper.
+
+use std::collections::HashMap;
+
+use crate::error::OcrError;
+
+/// Width of the prefix beam search.
+const BEAM_WIDTH: usize = 24;
+/// Per time step, extend prefixes with at most this many characters...
+const MAX_CANDIDATES: usize = 12;
+/// ...and only with characters at most this much less likely (in log space)
+/// than the step's most likely allowed character.
+const CANDIDATE_LOG_GAP: f32 = 16.0;
+
+/// The symbols of a `calc` expression besides digits.
+const CALC_SYMBOLS: &str = "+-*=?";
+
+/// What the client said about the answer (the classic protocol's image options).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Constraints {
+    /// 0 any; 1 digits only; 2 letters only; 3 digits or letters (one kind
+    /// only); 4 both digits and letters required.
+    pub numeric: u8,
+    /// Minimum answer length in characters (spaces count); 0 = no bound.
+    pub min_len: u8,
+    /// Maximum answer length in characters; 0 = no bound.
+    pub max_len: u8,
+    /// `regsense=1`: the answer keeps the case read; otherwise it is
+    /// lower-cased and the two cases of a letter share their probability.
+    pub case_sensitive: bool,
+    /// The image shows `a op b` (`op` one of `+ - *`, optionally followed by
+    /// `=` or `=?`); the answer is its integer result. Overrides `numeric`
+    /// and the length bounds, which then describe the result, not the image.
+    pub calc: bool,
+    /// The answer is two or more words separated by single spaces.
+    pub phrase: bool,
+}
+
+/// One recognised answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// What to send the client: the `calc` result, lower-cased unless
+    /// `case_sensitive`.
+    pub text: String,
+    /// The probability the model gives the exact sequence in [`Answer::raw`]
+    /// (summed over all its CTC alignments), in `[0, 1]`.
+    pub confidence: f32,
+    /// The characters read, before `calc` evaluation and case folding.
+    pub raw: String,
+}
+
+/// The characters the model's classes stand for: class `i` is `chars[i - 1]`,
+/// class 0 is the CTC blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charset {
+    chars: Vec<char>,
+}
+
+impl Charset {
+    /// Checks the charset fits the decoder: at most 255 distinct characters.
+    pub fn new(charset: &str) -> Result<Self, OcrError> {
+        let chars: Vec<char> = charset.chars().collect();
+        if chars.is_empty() || chars.len() > usize::from(u8::MAX) {
+            return Err(OcrError::Model(format!(
+                "the charset has {} characters; 1 to 255 expected",
+                chars.len()
+            )));
+        }
+        for (i, c) in chars.iter().enumerate() {
+            if chars[..i].contains(c) {
+                return Err(OcrError::Model(format!("the charset repeats {c:?}")));
+            }
+        }
+        Ok(Charset { chars })
+    }
+
+    /// Number of model classes: the characters plus the blank.
+    pub fn classes(&self) -> usize {
+        self.chars.len() + 1
+    }
+
+    /// The character of a non-blank class.
+    fn char_of(&self, class: u8) -> char {
+        self.chars[usize::from(class) - 1]
+    }
+
+    fn class_of(&self, c: char) -> Option<usize> {
+        self.chars.iter().position(|&x| x == c).map(|i| i + 1)
+    }
+}
+
+/// A `[steps, classes]` matrix of per-step log-probabilities, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogProbs {
+    steps: usize,
+    classes: usize,
+    data: Vec<f32>,
+}
+
+impl LogProbs {
+    /// Wraps a model output; `data.len()` must be `steps * classes`.
+    pub fn new(steps: usize, classes: usize, data: Vec<f32>) -> Result<Self, OcrError> {
+        if classes == 0 || data.len() != steps * classes {
+            return Err(OcrError::Model(format!(
+                "output of {} values is not {steps} steps x {classes} classes",
+                data.len()
+            )));
+        }
+        Ok(LogProbs { steps, classes, data })
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    pub fn row(&self, t: usize) -> &[f32] {
+        &self.data[t * self.classes..(t + 1) * self.classes]
+    }
+
+    fn row_mut(&mut self, t: usize) -> &mut [f32] {
+        &mut self.data[t * self.classes..(t + 1) * self.classes]
+    }
+}
+
+/// Decodes the most probable answer that satisfies `constraints`.
+///
+/// Errors with [`OcrError::NoValidAnswer`] when no sequence the search found
+/// is valid (an empty reading is never valid), and with [`OcrError::Model`]
+/// when the matrix and the charset disagree on the class count.
+pub fn decode(
+    log_probs: &LogProbs,
+    charset: &Charset,
+    constraints: &Constraints,
+) -> Result<Answer, OcrError> {
+    if log_probs.classes() != charset.classes() {
+        return Err(OcrError::Model(format!(
+            "the model has {} classes, the charset {}",
+            log_probs.classes(),
+            charset.classes()
+        )));
+    }
+    let rules = Rules::new(charset, constraints);
+
+    // The distribution the answer is scored on: normalised, and with the two
+    // cases of a letter merged when case does not matter.
+    let mut scored = log_probs.clone();
+    for t in 0..scored.steps() {
+        let row = scored.row_mut(t);
+        log_softmax(row);
+        for &(lower, upper) in &rules.case_pairs {
+            row[lower] = log_add(row[lower], row[upper]);
+            row[upper] = f32::NEG_INFINITY;
+        }
+    }
+    let mut masked = scored.clone();
+    for t in 0..masked.steps() {
+        for (v, &ok) in masked.row_mut(t).iter_mut().zip(&rules.allowed) {
+            if !ok {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    let mut label = None;
+    if !rules.needs_search() {
+        let path = best_path(&masked);
+        if !path.is_empty() {
+            label = Some(path);
+        }
+    }
+    let label = match label {
+        Some(label) => label,
+        None => prefix_beam_search(&masked, &rules).ok_or(OcrError::NoValidAnswer)?,
+    };
+
+    let raw: String = label.iter().map(|&k| charset.char_of(k)).collect();
+    let confidence = ctc_log_likelihood(&scored, &label).exp().clamp(0.0, 1.0);
+    let mut text = if constraints.calc {
+        evaluate_calc(&raw).ok_or(OcrError::NoValidAnswer)?.to_string()
+    } else {
+        raw.clone()
+    };
+    if !constraints.case_sensitive {
+        text = text.to_lowercase();
+    }
+    Ok(Answer {
+        text,
+        confidence,
+        raw,
+    })
+}
+
+/// Which character kinds a class is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Blank,
+    Digit,
+    Letter,
+    Space,
+    Symbol,
+}
+
+/// The constraints compiled against one charset.
+struct Rules {
+    kinds: Vec<Kind>,
+    chars: Vec<char>,
+    /// Per class: may the answer contain it at all.
+    allowed: Vec<bool>,
+    /// (lower, upper) class pairs merged when case does not matter.
+    case_pairs: Vec<(usize, usize)>,
+    numeric: u8,
+    min_len: usize,
+    max_len: Option<usize>,
+    calc: bool,
+    phrase: bool,
+}
+
+impl Rules {
+    fn new(charset: &Charset, c: &Constraints) -> Self {
+        let mut kinds = vec![Kind::Blank];
+        let mut chars = vec!['\0'];
+        for &ch in &charset.chars {
+            kinds.push(if ch.is_ascii_digit() {
+                Kind::Digit
+            } else if ch.is_alphabetic() {
+                Kind::Letter
+            } else if ch == ' ' {
+                Kind::Space
+            } else {
+                Kind::Symbol
+            });
+            chars.push(ch);
+        }
+        let allowed = kinds
+            .iter()
+            .zip(&chars)
+            .map(|(&kind, &ch)| match kind {
+                Kind::Blank => true,
+                _ if c.calc => kind == Kind::Digit || CALC_SYMBOLS.contains(ch),
+                Kind::Space => c.phrase,
+                Kind::Symbol => false,
+                Kind::Digit => c.numeric != 2,
+                Kind::Letter => c.numeric != 1,
+            })
+            .collect();
+        let case_pairs = if c.case_sensitive {
+            Vec::new()
+        } else {
+            charset
+                .chars
+                .iter()
+                .filter(|ch| ch.is_uppercase())
+                .filter_map(|&upper| {
+                    let mut lower = upper.to_lowercase();
+                    let lower = match (lower.next(), lower.next()) {
+                        (Some(l), None) => l,
+                        _ => return None,
+                    };
+                    Some((charset.class_of(lower)?, charset.class_of(upper)?))
+                })
+                .collect()
+        };
+        let (numeric, min_len, max_len) = if c.calc {
+            (0, 3, None)
+        } else {
+            let max = (c.max_len > 0).then_some(usize::from(c.max_len));
+            (c.numeric, usize::from(c.min_len).max(1), max)
+        };
+        Rules {
+            kinds,
+            chars,
+            allowed,
+            case_pairs,
+            numeric,
+            min_len,
+            max_len,
+            calc: c.calc,
+            phrase: c.phrase,
+        }
+    }
+
+    /// Whether masking alone cannot guarantee a valid best path.
+    fn needs_search(&self) -> bool {
+        self.calc || self.phrase || self.numeric >= 3 || self.min_len > 1 || self.max_len.is_some()
+    }
+
+    /// Can `prefix` still be extended into a valid answer?
+    fn viable(&self, prefix: &[u8]) -> bool {
+        if self.max_len.is_some_and(|max| prefix.len() > max) {
+            return false;
+        }
+        if self.calc {
+            return calc_state(prefix.iter().map(|&k| self.chars[usize::from(k)])).is_some();
+        }
+        if self.numeric == 3 {
+            let mut kinds = prefix
+                .iter()
+                .map(|&k| self.kinds[usize::from(k)])
+                .filter(|&k| k == Kind::Digit || k == Kind::Letter);
+            if let Some(first) = kinds.next() {
+                if kinds.any(|k| k != first) {
+                    return false;
+                }
+            }
+        }
+        if self.phrase {
+            let spaces = |i: usize| self.kinds[usize::from(prefix[i])] == Kind::Space;
+            if !prefix.is_empty() && spaces(0) {
+                return false;
+            }
+            if (1..prefix.len()).any(|i| spaces(i) && spaces(i - 1)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Is `label` a valid answer? (Assumes `viable(label)`.)
+    fn complete(&self, label: &[u8]) -> bool {
+        if self.calc {
+            let state = calc_state(label.iter().map(|&k| self.chars[usize::from(k)]));
+            return state.is_some_and(CalcState::is_complete);
+        }
+        if label.len() < self.min_len {
+            return false;
+        }
+        let has = |kind| label.iter().any(|&k| self.kinds[usize::from(k)] == kind);
+        if self.numeric == 4 && !(has(Kind::Digit) && has(Kind::Letter)) {
+            return false;
+        }
+        if self.phrase {
+            let last_is_space = label
+                .last()
+                .is_some_and(|&k| self.kinds[usize::from(k)] == Kind::Space);
+            if !has(Kind::Space) || last_is_space {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Where a prefix of `\d{1,3}[+\-*]\d{1,3}(=\??)?` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CalcState {
+    /// In the first operand, with this many digits.
+    Left(u8),
+    /// In the second operand, with this many digits.
+    Right(u8),
+    Equals,
+    Question,
+}
+
+impl CalcState {
+    fn is_complete(self) -> bool {
+        !matches!(self, CalcState::Left(_) | CalcState::Right(0))
+    }
+}
+
+/// Runs the calc grammar over `chars`; `None` once it can no longer match.
+fn calc_state(chars: impl Iterator<Item = char>) -> Option<CalcState> {
+    let mut state = CalcState::Left(0);
+    for c in chars {
+        state = match (state, c) {
+            (CalcState::Left(n), '0'..='9') if n < 3 => CalcState::Left(n + 1),
+            (CalcState::Left(n), '+' | '-' | '*') if n > 0 => CalcState::Right(0),
+            (CalcState::Right(n), '0'..='9') if n < 3 => CalcState::Right(n + 1),
+            (CalcState::Right(n), '=') if n > 0 => CalcState::Equals,
+            (CalcState::Equals, '?') => CalcState::Question,
+            _ => return None,
+        };
+    }
+    Some(state)
+}
+
+/// The integer result of a complete calc expression such as `12+7=?`.
+fn evaluate_calc(expr: &str) -> Option<i64> {
+    let body = expr.trim_end_matches(['=', '?']);
+    let at = body.find(['+', '-', '*'])?;
+    let left: i64 = body[..at].parse().ok()?;
+    let right: i64 = body[at + 1..].parse().ok()?;
+    match &body[at..at + 1] {
+        "+" => left.checked_add(right),
+        "-" => left.checked_sub(right),
+        "*" => left.checked_mul(right),
+        _ => None,
+    }
+}
+
+/// Per-step argmax, repeats collapsed, blanks dropped.
+fn best_path(lp: &LogProbs) -> Vec<u8> {
+    let mut label = Vec::new();
+    let mut previous = 0usize;
+    for t in 0..lp.steps() {
+        let best = argmax(lp.row(t));
+        if best != 0 && best != previous {
+            // Classes are < 256: `Charset::new` caps the charset at 255.
+            label.push(best as u8);
+        }
+        previous = best;
+    }
+    label
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// One prefix of the beam: log-probability of its alignments ending in a
+/// blank and ending in its last character.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    blank: f32,
+    last: f32,
+}
+
+impl Score {
+    const NONE: Score = Score {
+        blank: f32::NEG_INFINITY,
+        last: f32::NEG_INFINITY,
+    };
+
+    fn total(self) -> f32 {
+        log_add(self.blank, self.last)
+    }
+}
+
+/// CTC prefix beam search over `lp` (already masked) that keeps only prefixes
+/// `rules` finds viable and returns the most probable complete one.
+fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
+    let steps = lp.steps();
+    let mut beam: Vec<(Vec<u8>, Score)> = vec![(
+        Vec::new(),
+        Score {
+            blank: 0.0,
+            last: f32::NEG_INFINITY,
+        },
+    )];
+    let mut next: HashMap<Vec<u8>, Score> = HashMap::new();
+    let mut candidates: Vec<usize> = Vec::with_capacity(lp.classes());
+    for t in 0..steps {
+        let row = lp.row(t);
+        candidates.clear();
+        candidates.extend((1..lp.classes()).filter(|&k| row[k].is_finite()));
+        candidates.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        if let Some(&top) = candidates.first() {
+            let floor = row[top] - CANDIDATE_LOG_GAP;
+            candidates.retain(|&k| row[k] >= floor);
+        }
+        candidates.truncate(MAX_CANDIDATES);
+
+        next.clear();
+        for (prefix, score) in &beam {
+            let total = score.total();
+            let stay = next.entry(prefix.clone()).or_insert(Score::NONE);
+            stay.blank = log_add(stay.blank, total + row[0]);
+            if let Some(&last) = prefix.last() {
+                stay.last = log_add(stay.last, score.last + row[usize::from(last)]);
+            }
+            for &k in &candidates {
+                // Classes are < 256: `Charset::new` caps the charset at 255.
+                let class = k as u8;
+                let mut extended = prefix.clone();
+                extended.push(class);
+                if !rules.viable(&extended) {
+                    continue;
+                }
+                // A repeated character needs a blank between the two.
+                let from = if prefix.last() == Some(&class) {
+                    score.blank
+                } else {
+                    total
+                };
+                let entry = next.entry(extended).or_insert(Score::NONE);
+                entry.last = log_add(entry.last, from + row[k]);
+            }
+        }
+
+        // Drop prefixes too short to reach the minimum length in the steps left.
+        let remaining = steps - t - 1;
+        beam = next
+            .drain()
+            .filter(|(p, s)| {
+                s.total() > f32::NEG_INFINITY && p.len() + remaining >= rules.min_len
+            })
+            .collect();
+        beam.sort_by(|a, b| b.1.total().total_cmp(&a.1.total()));
+        beam.truncate(BEAM_WIDTH);
+    }
+    beam.into_iter()
+        .filter(|(p, _)| rules.complete(p))
+        .max_by(|a, b| a.1.total().total_cmp(&b.1.total()))
+        .map(|(p, _)| p)
+}
+
+/// `log P(label | x)` summed over all CTC alignments (the forward algorithm).
+fn ctc_log_likelihood(lp: &LogProbs, label: &[u8]) -> f32 {
+    if lp.steps() == 0 {
+        return if label.is_empty() { 0.0 } else { f32::NEG_INFINITY };
+    }
+    // Extended label: blank, l1, blank, l2, ..., blank.
+    let ext: Vec<usize> = std::iter::once(0)
+        .chain(label.iter().flat_map(|&k| [usize::from(k), 0]))
+        .collect();
+    let mut alpha = vec![f32::NEG_INFINITY; ext.len()];
+    let first = lp.row(0);
+    alpha[0] = first[0];
+    if ext.len() > 1 {
+        alpha[1] = first[ext[1]];
+    }
+    let mut previous = alpha.clone();
+    for t in 1..lp.steps() {
+        std::mem::swap(&mut alpha, &mut previous);
+        let row = lp.row(t);
+        for s in 0..ext.len() {
+            let mut a = previous[s];
+            if s >= 1 {
+                a = log_add(a, previous[s - 1]);
+            }
+            if s >= 2 && ext[s] != 0 && ext[s] != ext[s - 2] {
+                a = log_add(a, previous[s - 2]);
+            }
+            alpha[s] = a + row[ext[s]];
+        }
+    }
+    let n = ext.len();
+    if n == 1 {
+        alpha[0]
+    } else {
+        log_add(alpha[n - 1], alpha[n - 2])
+    }
+}
+
+/// `log(exp(a) + exp(b))`, exact at `-inf`.
+fn log_add(a: f32, b: f32) -> f32 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if lo == f32::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
+}
+
+/// Normalises a row of scores into log-probabilities (a no-op, up to rounding,
+/// on a row that already is one); NaN counts as impossible.
+fn log_softmax(row: &mut [f32]) {
+    for v in row.iter_mut() {
+        if v.is_nan() {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return;
+    }
+    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    for v in row.iter_mut() {
+        *v -= log_sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHARSET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=? ";
+
+    fn charset() -> Charset {
+        Charset::new(CHARSET).expect("charset")
+    }
+
+    /// A matrix whose steps each put most of the mass on the first choice and
+    /// the rest, in order, on the others; `'_'` stands for the blank.
+    fn matrix(steps: &[&[(char, f32)]]) -> LogProbs {
+        let cs = charset();
+        let classes = cs.classes();
+        let mut data = Vec::with_capacity(steps.len() * classes);
+        for step in steps {
+            let mut row = vec![1e-6f32; classes];
+            for &(c, p) in step.iter() {
+                let k = if c == '_' {
+                    0
+                } else {
+                    cs.class_of(c).expect("char in charset")
+                };
+                row[k] = p;
+            }
+            let sum: f32 = row.iter().sum();
+            data.extend(row.iter().map(|p| (p / sum).ln()));
+        }
+        LogProbs::new(steps.len(), classes, data).expect("matrix")
+    }
+
+    /// Each character read with probability `p` on one step, blanks between.
+    fn clear(text: &str) -> Vec<Vec<(char, f32)>> {
+        let mut steps = vec![vec![('_', 1.0)]];
+        for c in text.chars() {
+            steps.push(vec![(c, 1.0)]);
+            steps.push(vec![('_', 1.0)]);
+        }
+        steps
+    }
+
+    fn run(steps: &[Vec<(char, f32)>], c: Constraints) -> Result<Answer, OcrError> {
+        let steps: Vec<&[(char, f32)]> = steps.iter().map(Vec::as_slice).collect();
+        decode(&matrix(&steps), &charset(), &c)
+    }
+
+    fn cs() -> Constraints {
+        Constraints {
+            case_sensitive: true,
+            ..Constraints::default()
+        }
+    }
+
+    #[test]
+    fn best_path_collapses_repeats_and_drops_blanks() {
+        // GIVEN a path a a _ a b b _
+        let steps = vec![
+            vec![('a', 0.9)],
+            vec![('a', 0.9)],
+            vec![('_', 0.9)],
+            vec![('a', 0.9)],
+            vec![('b', 0.9)],
+            vec![('b', 0.9)],
+            vec![('_', 0.9)],
+        ];
+        // WHEN decoded with no constraints THEN repeats merge unless a blank separates them
+        let answer = run(&steps, cs()).expect("answer");
+        assert_eq!(answer.text, "aab");
+        assert_eq!(answer.raw, "aab");
+        assert!(answer.confidence > 0.3 && answer.confidence <= 1.0);
+    }
+
+    #[test]
+    fn confidence_is_the_sequence_probability() {
+        let steps = clear("x7");
+        let answer = run(&steps, cs()).expect("answer");
+        assert!(answer.confidence > 0.99, "{}", answer.confidence);
+        // Two equally likely readings of the one character: about one half each.
+        let steps = vec![vec![('k', 0.5), ('x', 0.5)]];
+        let answer = run(&steps, cs()).expect("answer");
+        assert!((answer.confidence - 0.5).abs() < 0.01, "{}", answer.confidence);
+    }
+
+    #[test]
+    fn an_empty_reading_is_no_answer_unless_a_character_is_possible() {
+        let steps = vec![vec![('_', 0.99), ('q', 0.01)], vec![('_', 0.99)]];
+        let answer = run(&steps, cs()).expect("answer");
+        assert_eq!(answer.text, "q");
+        // A step where only the blank is possible at all.
+        let lp = LogProbs::new(1, charset().classes(), {
+            let mut row = vec![f32::NEG_INFINITY; charset().classes()];
+            row[0] = 0.0;
+            row
+        })
+        .expect("matrix");
+        assert!(matches!(
+            decode(&lp, &charset(), &cs()),
+            Err(OcrError::NoValidAnswer)
+        ));
+    }
+
+    #[test]
+    fn numeric_1_reads_only_digits() {
+        // GIVEN an O that could be a 0, an l that could be a 1
+        let steps = vec![
+            vec![('O', 0.6), ('0', 0.4)],
+            vec![('_', 0.9)],
+            vec![('l', 0.7), ('1', 0.3)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "Ol");
+        let digits = Constraints { numeric: 1, ..cs() };
+        assert_eq!(run(&steps, digits).expect("digits").text, "01");
+    }
+
+    #[test]
+    fn numeric_2_reads_only_letters() {
+        let steps = vec![vec![('5', 0.6), ('S', 0.4)], vec![('_', 0.9)], vec![('8', 0.7), ('B', 0.3)]];
+        assert_eq!(run(&steps, cs()).expect("any").text, "58");
+        let letters = Constraints { numeric: 2, ..cs() };
+        assert_eq!(run(&steps, letters).expect("letters").text, "SB");
+    }
+
+    #[test]
+    fn numeric_3_keeps_one_kind_whichever_is_likelier() {
+        // GIVEN 7 (sure) then a B that might be an 8 and a 2 that might be a Z
+        let steps = vec![
+            vec![('7', 0.95)],
+            vec![('_', 0.9)],
+            vec![('B', 0.6), ('8', 0.4)],
+            vec![('_', 0.9)],
+            vec![('2', 0.9), ('Z', 0.1)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "7B2");
+        let one_kind = Constraints { numeric: 3, ..cs() };
+        assert_eq!(run(&steps, one_kind).expect("one kind").text, "782");
+    }
+
+    #[test]
+    fn numeric_4_requires_both_kinds() {
+        // GIVEN three digits, the middle one possibly a G
+        let steps = vec![
+            vec![('4', 0.9)],
+            vec![('_', 0.9)],
+            vec![('6', 0.7), ('G', 0.3)],
+            vec![('_', 0.9)],
+            vec![('1', 0.9), ('I', 0.05)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "461");
+        let both = Constraints { numeric: 4, ..cs() };
+        assert_eq!(run(&steps, both).expect("both").text, "4G1");
+    }
+
+    #[test]
+    fn max_len_drops_the_least_likely_character() {
+        // GIVEN a faint fourth character
+        let steps = vec![
+            vec![('a', 0.9)],
+            vec![('_', 0.9)],
+            vec![('b', 0.9)],
+            vec![('_', 0.9)],
+            vec![('c', 0.55), ('_', 0.45)],
+            vec![('_', 0.9)],
+            vec![('d', 0.9)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "abcd");
+        let short = Constraints { max_len: 3, ..cs() };
+        assert_eq!(run(&steps, short).expect("max 3").text, "abd");
+    }
+
+    #[test]
+    fn min_len_keeps_a_faint_character() {
+        let steps = vec![
+            vec![('a', 0.9)],
+            vec![('_', 0.9)],
+            vec![('_', 0.6), ('x', 0.4)],
+            vec![('_', 0.9)],
+            vec![('b', 0.9)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "ab");
+        let long = Constraints { min_len: 3, ..cs() };
+        assert_eq!(run(&steps, long).expect("min 3").text, "axb");
+        let too_long = Constraints { min_len: 9, ..cs() };
+        assert!(matches!(run(&steps, too_long), Err(OcrError::NoValidAnswer)));
+    }
+
+    #[test]
+    fn a_repeated_character_needs_a_blank_between() {
+        // GIVEN "ll" read as one long l: min_len 2 must find the blank-separated reading
+        let steps = vec![
+            vec![('l', 0.9)],
+            vec![('l', 0.6), ('_', 0.4)],
+            vec![('l', 0.9)],
+        ];
+        assert_eq!(run(&steps, cs()).expect("any").text, "l");
+        let two = Constraints { min_len: 2, ..cs() };
+        assert_eq!(run(&steps, two).expect("min 2").text, "ll");
+    }
+
+    #[test]
+    fn phrase_0_masks_the_space_and_phrase_1_requires_two_words() {
+        let mut steps = clear("ab");
+        steps.extend(clear("cd"));
+        // A faint space in the gap between the words.
+        steps.insert(5, vec![('_', 0.7), (' ', 0.3)]);
+        // A likely space that phrase=0 must not read.
+        let mut spaced = clear("ab");
+        spaced.insert(4, vec![(' ', 0.8), ('_', 0.2)]);
+        spaced.insert(5, vec![('_', 0.9)]);
+        spaced.extend(clear("cd"));
+        assert_eq!(run(&spaced, cs()).expect("phrase 0").text, "abcd");
+        assert_eq!(run(&steps, cs()).expect("phrase 0").text, "abcd");
+        let phrase = Constraints { phrase: true, ..cs() };
+        assert_eq!(run(&steps, phrase).expect("phrase 1").text, "ab cd");
+        // One word only and nowhere a space: nothing valid.
+        assert!(matches!(
+            run(&clear("abcd"), Constraints { phrase: true, ..cs() }),
+            Err(OcrError::NoValidAnswer)
+        ));
+    }
+
+    #[test]
+    fn calc_0_masks_the_symbols() {
+        let steps = clear("12+7=?");
+        assert_eq!(run(&steps, cs()).expect("calc 0").text, "127");
+    }
+
+    #[test]
+    fn calc_1_reads_the_expression_and_answers_its_result() {
+        let answer = run(&clear("12+7=?"), Constraints { calc: true, ..cs() }).expect("calc");
+        assert_eq!((answer.text.as_str(), answer.raw.as_str()), ("19", "12+7=?"));
+        let answer = run(&clear("3-15="), Constraints { calc: true, ..cs() }).expect("calc");
+        assert_eq!(answer.text, "-12");
+        let answer = run(&clear("6*7"), Constraints { calc: true, ..cs() }).expect("calc");
+        assert_eq!(answer.text, "42");
+    }
+
+    #[test]
+    fn calc_1_reads_letters_as_digits_and_follows_the_grammar() {
+        // GIVEN an O that is a 0, a t that is a +, and a stray leading '-'
+        let steps = vec![
+            vec![('-', 0.6), ('_', 0.4)],
+            vec![('_', 0.9)],
+            vec![('1', 0.9)],
+            vec![('_', 0.9)],
+            vec![('O', 0.6), ('0', 0.4)],
+            vec![('_', 0.9)],
+            vec![('t', 0.6), ('+', 0.4)],
+            vec![('_', 0.9)],
+            vec![('5', 0.9)],
+            vec![('=', 0.9)],
+        ];
+        let answer = run(&steps, Constraints { calc: true, ..cs() }).expect("calc");
+        assert_eq!((answer.raw.as_str(), answer.text.as_str()), ("10+5=", "15"));
+    }
+
+    #[test]
+    fn regsense_0_lower_cases_and_merges_the_cases() {
+        let steps = clear("AbC");
+        assert_eq!(run(&steps, cs()).expect("regsense 1").text, "AbC");
+        let ci = Constraints::default();
+        assert_eq!(run(&steps, ci).expect("regsense 0").text, "abc");
+        // GIVEN a letter split between its two cases but less likely than a digit alone
+        let split = vec![vec![('o', 0.3), ('O', 0.3), ('0', 0.4)]];
+        assert_eq!(run(&split, cs()).expect("regsense 1").text, "0");
+        assert_eq!(run(&split, ci).expect("regsense 0").text, "o");
+    }
+
+    #[test]
+    fn calc_grammar() {
+        let ok = |s: &str| calc_state(s.chars()).is_some_and(CalcState::is_complete);
+        for good in ["1+2", "123*456", "9-10=", "12+7=?"] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in ["", "1", "1+", "1234+1", "+1", "1+2?", "1+2=?=", "1++2", "1+2=3"] {
+            assert!(!ok(bad), "{bad}");
+        }
+        assert_eq!(evaluate_calc("999*999=?"), Some(998_001));
+        assert_eq!(evaluate_calc("1-999"), Some(-998));
+    }
+
+    #[test]
+    fn a_class_count_mismatch_is_a_model_error() {
+        let lp = LogProbs::new(1, 5, vec![0.0; 5]).expect("matrix");
+        assert!(matches!(decode(&lp, &charset(), &cs()), Err(OcrError::Model(_))));
+        assert!(LogProbs::new(2, 5, vec![0.0; 9]).is_err());
+        assert!(Charset::new("aa").is_err());
+    }
+}

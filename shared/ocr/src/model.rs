@@ -1,0 +1,202 @@
+//! The loaded model: `model.json` read and checked, the ONNX graph turned
+//! once into an optimised tract plan for the fixed input shape.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
+use crate::error::OcrError;
+use crate::preprocess::{self, ImageLimits, InputSpec};
+
+/// `model/model.json`: what the trainer promises about `captcha.onnx`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelSpec {
+    pub input_height: u32,
+    pub input_width: u32,
+    /// Class `i` (from 1) is `charset[i - 1]`.
+    pub charset: String,
+    /// The CTC blank's class; the contract fixes it at 0.
+    pub blank: u32,
+    pub mean: f32,
+    pub std: f32,
+    pub version: String,
+}
+
+/// The plan tract runs: the optimised graph, fixed at batch 1.
+type Plan = Arc<TypedSimplePlan>;
+
+/// An OCR engine: one model, loaded once, shared by every thread.
+///
+/// `Ocr` is `Send + Sync`; [`Ocr::recognize`] takes `&self` and may be called
+/// from any number of threads at once (each call runs the shared read-only
+/// plan with its own tract state).
+pub struct Ocr {
+    plan: Plan,
+    spec: ModelSpec,
+    charset: Charset,
+    input: InputSpec,
+    limits: ImageLimits,
+    /// CTC time steps of the output.
+    steps: usize,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Ocr>();
+};
+
+/// The model committed in `shared/ocr/model/`, when the build found it.
+#[cfg(ocr_embedded_model)]
+const EMBEDDED: Option<(&[u8], &[u8])> = Some((
+    include_bytes!("../model/captcha.onnx"),
+    include_bytes!("../model/model.json"),
+));
+#[cfg(not(ocr_embedded_model))]
+const EMBEDDED: Option<(&[u8], &[u8])> = None;
+
+impl Ocr {
+    /// Loads the model embedded in the binary at build time.
+    pub fn embedded() -> Result<Ocr, OcrError> {
+        let (onnx, json) = EMBEDDED.ok_or_else(|| {
+            OcrError::Model("this build has no embedded model (shared/ocr/model/ was empty)".into())
+        })?;
+        Ocr::from_bytes(onnx, json)
+    }
+
+    /// The embedded model, loaded on first use and then shared for the life
+    /// of the process.
+    pub fn global() -> Result<&'static Ocr, OcrError> {
+        static GLOBAL: OnceLock<Result<Ocr, String>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| Ocr::embedded().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| OcrError::Model(e.clone()))
+    }
+
+    /// Loads a model and its `model.json` from files.
+    pub fn from_files(onnx: impl AsRef<Path>, json: impl AsRef<Path>) -> Result<Ocr, OcrError> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| OcrError::Model(format!("{}: {e}", p.display())))
+        };
+        Ocr::from_bytes(&read(onnx.as_ref())?, &read(json.as_ref())?)
+    }
+
+    /// Loads a model from its ONNX bytes and its `model.json` bytes, checks
+    /// them against each other and runs it once.
+    pub fn from_bytes(onnx: &[u8], json: &[u8]) -> Result<Ocr, OcrError> {
+        let spec: ModelSpec = serde_json::from_slice(json)
+            .map_err(|e| OcrError::Model(format!("model.json: {e}")))?;
+        if spec.blank != 0 {
+            return Err(OcrError::Model(format!("blank is class {}, 0 expected", spec.blank)));
+        }
+        if spec.input_height == 0 || spec.input_width == 0 || spec.input_height > 1024 || spec.input_width > 4096 {
+            return Err(OcrError::Model(format!(
+                "input {}x{} is not a plausible size",
+                spec.input_height, spec.input_width
+            )));
+        }
+        if !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite()) {
+            return Err(OcrError::Model("mean and std must be finite, std non-zero".into()));
+        }
+        let charset = Charset::new(&spec.charset)?;
+        let (h, w) = (spec.input_height as usize, spec.input_width as usize);
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(onnx))
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, h, w]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| OcrError::Model(format!("{e:#}")))?;
+        let mut ocr = Ocr {
+            plan,
+            input: InputSpec {
+                height: spec.input_height,
+                width: spec.input_width,
+                mean: spec.mean,
+                std: spec.std,
+            },
+            spec,
+            charset,
+            limits: ImageLimits::default(),
+            steps: 0,
+        };
+        // One run on a blank canvas: checks the output against the contract
+        // and learns the number of time steps.
+        let probe = ocr.infer(&vec![0.0; h * w]).map_err(|e| match e {
+            OcrError::Inference(e) => OcrError::Model(format!("{e:#}")),
+            other => other,
+        })?;
+        ocr.steps = probe.steps();
+        Ok(ocr)
+    }
+
+    /// The same model with other limits on the images it accepts.
+    pub fn with_limits(mut self, limits: ImageLimits) -> Ocr {
+        self.limits = limits;
+        self
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn limits(&self) -> &ImageLimits {
+        &self.limits
+    }
+
+    /// CTC time steps per image.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Reads the text of one image (PNG, JPEG or GIF bytes) under `constraints`.
+    pub fn recognize(&self, image: &[u8], constraints: &Constraints) -> Result<Answer, OcrError> {
+        let input = self.preprocess(image)?;
+        let log_probs = self.infer(&input)?;
+        self.decode(&log_probs, constraints)
+    }
+
+    /// Steps 1–5 of the preprocessing: the `[H*W]` model input.
+    pub fn preprocess(&self, image: &[u8]) -> Result<Vec<f32>, OcrError> {
+        preprocess::preprocess(image, &self.input, &self.limits)
+    }
+
+    /// Runs the model on one preprocessed input of `H*W` values.
+    pub fn infer(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
+        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let tensor = Tensor::from_shape(&[1, 1, h, w], input).map_err(OcrError::Inference)?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
+        let output = outputs
+            .first()
+            .ok_or_else(|| OcrError::Model("the model has no output".into()))?;
+        let shape = output.shape();
+        let classes = self.charset.classes();
+        if shape.len() != 3 || shape[0] != 1 || shape[2] != classes {
+            return Err(OcrError::Model(format!(
+                "output shape {shape:?}, [1, T, {classes}] expected"
+            )));
+        }
+        let data = output
+            .to_plain_array_view::<f32>()
+            .map_err(|e| OcrError::Model(format!("output is not f32: {e}")))?;
+        LogProbs::new(shape[1], classes, data.iter().copied().collect())
+    }
+
+    /// Decodes a model output under `constraints` (see [`ctc::decode`]).
+    pub fn decode(&self, log_probs: &LogProbs, constraints: &Constraints) -> Result<Answer, OcrError> {
+        ctc::decode(log_probs, &self.charset, constraints)
+    }
+}
+
+impl std::fmt::Debug for Ocr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ocr")
+            .field("spec", &self.spec)
+            .field("limits", &self.limits)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,358 @@
+//! From the client's image bytes to the model's input tensor.
+//!
+//! These steps are the contract with the trainer's Python
+//! (`shared/ocr/training/preprocess.py`); `model/preprocess_golden.json` pins
+//! the numbers:
+//!
+//! 1. decode (PNG, JPEG, GIF's first frame); alpha composited over white the
+//!    way Pillow's `alpha_composite` does it; RGB;
+//! 2. gray = `(R*19595 + G*38470 + B*7471 + 32768) >> 16` (Pillow's `L`);
+//! 3. scale = `min(H/h, W/w)`, `nh = max(1, round(h*scale))`,
+//!    `nw = max(1, round(w*scale))` (halves rounded up, capped at H and W),
+//!    resized with Pillow's `BILINEAR` — reimplemented here bit for bit
+//!    ([`resize_bilinear`]), because `image`'s `Triangle` filter samples in a
+//!    different order and in floating point, and lands up to a few levels off;
+//! 4. an H×W canvas filled with the rounded mean of the resized image's border
+//!    (first/last row and column, corners counted twice), the resized image
+//!    pasted at `x = 0`, `y = (H - nh) / 2`;
+//! 5. `x = (v/255 - mean) / std` as f32.
+//!
+//! The size of an image is read from its header and checked against
+//! [`ImageLimits`] before any pixel is decoded.
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader};
+
+use crate::error::OcrError;
+
+/// What the preprocessing accepts. The defaults fit any real CAPTCHA with a
+/// wide margin and bound the memory and time one request can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Encoded size.
+    pub max_bytes: usize,
+    /// Width and height, each.
+    pub max_side: u32,
+    /// Width times height.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits {
+            max_bytes: 600 * 1024,
+            max_side: 4000,
+            max_pixels: 16_000_000,
+        }
+    }
+}
+
+/// The geometry and normalisation of the model's input (from `model.json`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputSpec {
+    pub height: u32,
+    pub width: u32,
+    pub mean: f32,
+    pub std: f32,
+}
+
+/// Decodes `bytes` into the 8-bit gray image of steps 1–2.
+pub fn decode_gray(bytes: &[u8], limits: &ImageLimits) -> Result<GrayImage, OcrError> {
+    if bytes.is_empty() {
+        return Err(OcrError::Empty);
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(OcrError::TooManyBytes {
+            len: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let format = image::guess_format(bytes).map_err(|_| OcrError::UnknownFormat)?;
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif) {
+        return Err(OcrError::UnknownFormat);
+    }
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(OcrError::Decode)?;
+    if width == 0 || height == 0 {
+        return Err(OcrError::Empty);
+    }
+    if width > limits.max_side
+        || height > limits.max_side
+        || u64::from(width) * u64::from(height) > limits.max_pixels
+    {
+        return Err(OcrError::TooLarge { width, height });
+    }
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_side);
+    decoder_limits.max_image_height = Some(limits.max_side);
+    // RGBA at 16 bits per channel, twice over for the decoder's own buffers.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    reader.limits(decoder_limits);
+    // The decoders are not supposed to panic; if one does on hostile input,
+    // it is this image's error, not the worker's death.
+    let decoded = catch_unwind(AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| OcrError::DecoderPanic)?
+        .map_err(OcrError::Decode)?;
+    Ok(to_gray(&decoded))
+}
+
+/// Steps 1–2: alpha over white, then Pillow's integer luma.
+fn to_gray(img: &DynamicImage) -> GrayImage {
+    let (width, height) = (img.width(), img.height());
+    let luma = |r: u8, g: u8, b: u8| -> u8 {
+        let v = (u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 32768) >> 16;
+        v as u8
+    };
+    let pixels: Vec<u8> = if img.color().has_alpha() {
+        img.to_rgba8()
+            .pixels()
+            .map(|p| {
+                let [r, g, b, a] = p.0;
+                luma(over_white(r, a), over_white(g, a), over_white(b, a))
+            })
+            .collect()
+    } else {
+        img.to_rgb8()
+            .pixels()
+            .map(|p| luma(p.0[0], p.0[1], p.0[2]))
+            .collect()
+    };
+    // The buffer has exactly width*height bytes.
+    GrayImage::from_raw(width, height, pixels).unwrap_or_else(|| GrayImage::new(width, height))
+}
+
+/// One channel of Pillow's `alpha_composite(white, src)` (its 7-bit
+/// fixed-point formula; with an opaque white background it reduces to this).
+fn over_white(c: u8, a: u8) -> u8 {
+    if a == 0 {
+        return 255;
+    }
+    const PRECISION_BITS: u32 = 7;
+    let (c, a) = (u32::from(c), u32::from(a));
+    let blend = 255 * (255 - a);
+    let outa255 = a * 255 + blend;
+    let coef1 = a * 255 * 255 * (1 << PRECISION_BITS) / outa255;
+    let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
+    let tmp = c * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS);
+    let div255 = ((tmp >> 8) + tmp) >> 8;
+    (div255 >> PRECISION_BITS).min(255) as u8
+}
+
+/// Steps 3–4: the padded `height`×`width` canvas of gray levels.
+pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
+    let (w, h) = (gray.width(), gray.height());
+    let scale = (f64::from(height) / f64::from(h)).min(f64::from(width) / f64::from(w));
+    let nh = ((f64::from(h) * scale + 0.5).floor() as u32).clamp(1, height);
+    let nw = ((f64::from(w) * scale + 0.5).floor() as u32).clamp(1, width);
+    let resized = resize_bilinear(gray.as_raw(), w as usize, h as usize, nw as usize, nh as usize);
+    let (nw, nh) = (nw as usize, nh as usize);
+
+    let mut border_sum = 0u64;
+    for x in 0..nw {
+        border_sum += u64::from(resized[x]) + u64::from(resized[(nh - 1) * nw + x]);
+    }
+    for y in 0..nh {
+        border_sum += u64::from(resized[y * nw]) + u64::from(resized[y * nw + nw - 1]);
+    }
+    let border_count = 2 * (nw + nh) as u64;
+    let pad = (border_sum as f64 / border_count as f64 + 0.5).floor() as u8;
+
+    let (height, width) = (height as usize, width as usize);
+    let mut canvas = vec![pad; height * width];
+    let top = (height - nh) / 2;
+    for y in 0..nh {
+        let row = (top + y) * width;
+        canvas[row..row + nw].copy_from_slice(&resized[y * nw..(y + 1) * nw]);
+    }
+    canvas
+}
+
+/// Step 5.
+pub fn normalize(canvas: &[u8], mean: f32, std: f32) -> Vec<f32> {
+    canvas
+        .iter()
+        .map(|&v| (f32::from(v) / 255.0 - mean) / std)
+        .collect()
+}
+
+/// Steps 1–5: image bytes to the `[H*W]` model input, row-major.
+pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Result<Vec<f32>, OcrError> {
+    let gray = decode_gray(bytes, limits)?;
+    let canvas = fit_to_canvas(&gray, spec.height, spec.width);
+    Ok(normalize(&canvas, spec.mean, spec.std))
+}
+
+/// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
+/// horizontal pass then a vertical one, each with the triangle filter widened
+/// by the downscale factor, 22-bit fixed-point weights and rounding to u8
+/// between the passes. A pass whose size does not change is skipped, as
+/// Pillow skips it.
+pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
+    let mut pixels = src.to_vec();
+    let mut cur_w = w;
+    if nw != w {
+        let coeffs = Coefficients::new(w, nw);
+        let mut out = vec![0u8; nw * h];
+        for y in 0..h {
+            let row = &pixels[y * w..(y + 1) * w];
+            for (x, o) in out[y * nw..(y + 1) * nw].iter_mut().enumerate() {
+                let (start, k) = coeffs.of(x);
+                *o = coeffs.apply(k, |i| row[start + i]);
+            }
+        }
+        pixels = out;
+        cur_w = nw;
+    }
+    if nh != h {
+        let coeffs = Coefficients::new(h, nh);
+        let mut out = vec![0u8; cur_w * nh];
+        for y in 0..nh {
+            let (start, k) = coeffs.of(y);
+            for x in 0..cur_w {
+                out[y * cur_w + x] = coeffs.apply(k, |i| pixels[(start + i) * cur_w + x]);
+            }
+        }
+        pixels = out;
+    }
+    pixels
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter.
+struct Coefficients {
+    /// Per output pixel: first input pixel and the range of `weights` it uses.
+    spans: Vec<(usize, usize, usize)>,
+    weights: Vec<i32>,
+}
+
+impl Coefficients {
+    const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+    fn new(in_size: usize, out_size: usize) -> Self {
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = 1.0 * filterscale;
+        let mut spans = Vec::with_capacity(out_size);
+        let mut weights = Vec::new();
+        let mut k = Vec::new();
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            // C's (int) cast truncates towards zero.
+            let xmin = ((center - support + 0.5).trunc() as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5).trunc() as i64).min(in_size as i64).max(0) as usize;
+            let n = xmax.saturating_sub(xmin);
+            k.clear();
+            let mut ww = 0.0;
+            for x in 0..n {
+                let t = ((x + xmin) as f64 - center + 0.5) * ss;
+                let w = triangle(t);
+                k.push(w);
+                ww += w;
+            }
+            let from = weights.len();
+            for &w in &k {
+                let w = if ww != 0.0 { w / ww } else { w };
+                let fixed = w * f64::from(1u32 << Self::PRECISION_BITS);
+                weights.push(if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 });
+            }
+            spans.push((xmin, from, weights.len()));
+        }
+        Coefficients { spans, weights }
+    }
+
+    fn of(&self, out: usize) -> (usize, &[i32]) {
+        let (start, from, to) = self.spans[out];
+        (start, &self.weights[from..to])
+    }
+
+    fn apply(&self, k: &[i32], pixel: impl Fn(usize) -> u8) -> u8 {
+        let mut ss: i64 = 1 << (Self::PRECISION_BITS - 1);
+        for (i, &w) in k.iter().enumerate() {
+            ss += i64::from(pixel(i)) * i64::from(w);
+        }
+        if ss <= 0 {
+            0
+        } else if ss >= (1i64 << Self::PRECISION_BITS << 8) {
+            255
+        } else {
+            (ss >> Self::PRECISION_BITS) as u8
+        }
+    }
+}
+
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).expect("encode");
+        out.into_inner()
+    }
+
+    #[test]
+    fn alpha_is_composited_over_white() {
+        assert_eq!(over_white(0, 0), 255);
+        assert_eq!(over_white(0, 255), 0);
+        assert_eq!(over_white(200, 255), 200);
+        assert_eq!(over_white(0, 128), 127);
+    }
+
+    #[test]
+    fn gray_is_pillows_luma() {
+        let rgb = image::RgbImage::from_pixel(2, 1, image::Rgb([10, 200, 30]));
+        let gray = to_gray(&DynamicImage::ImageRgb8(rgb));
+        assert_eq!(gray.get_pixel(0, 0).0[0], 124);
+    }
+
+    #[test]
+    fn a_wide_image_is_scaled_to_the_width_and_centred() {
+        // GIVEN a 320x40 black image and a 32x160 canvas
+        let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(320, 40, image::Luma([0])));
+        let gray = decode_gray(&png(&img), &ImageLimits::default()).expect("gray");
+        let canvas = fit_to_canvas(&gray, 32, 160);
+        // THEN it becomes 160x20 at rows 6..26, the rest padded with its border (black)
+        assert_eq!(canvas.len(), 32 * 160);
+        assert!(canvas.iter().all(|&v| v == 0));
+        // A white image with a black border pads with the border's mean instead.
+        let mut img = GrayImage::from_pixel(16, 16, image::Luma([255]));
+        for i in 0..16 {
+            img.put_pixel(i, 0, image::Luma([0]));
+        }
+        let canvas = fit_to_canvas(&img, 32, 160);
+        // 16x16 -> 32x32; top row black, others white: border mean = (32*255*3 - 2*255... )
+        let pad = canvas[159];
+        assert!(pad > 150 && pad < 220, "{pad}");
+        assert_eq!(canvas[0], 0);
+    }
+
+    #[test]
+    fn resizing_matches_pillow_on_known_values() {
+        // Pillow: Image.fromarray(np.array([[0, 255, 0, 255]], np.uint8)).resize((2, 1), BILINEAR)
+        // gives [[109, 146]]; .resize((8, 1), BILINEAR) gives [[0, 64, 191, 191, 64, 64, 191, 255]].
+        assert_eq!(resize_bilinear(&[0, 255, 0, 255], 4, 1, 2, 1), vec![109, 146]);
+        assert_eq!(
+            resize_bilinear(&[0, 255, 0, 255], 4, 1, 8, 1),
+            vec![0, 64, 191, 191, 64, 64, 191, 255]
+        );
+    }
+
+    #[test]
+    fn normalisation_maps_black_and_white_to_minus_one_and_one() {
+        assert_eq!(normalize(&[0, 255], 0.5, 0.5), vec![-1.0, 1.0]);
+    }
+}
