@@ -147,6 +147,26 @@ impl Default for ApiConfig {
     }
 }
 
+impl ApiConfig {
+    /// Sets [`ApiConfig::max_body_bytes`].
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ApiConfig::max_ids`].
+    pub fn with_max_ids(mut self, ids: usize) -> Self {
+        self.max_ids = ids;
+        self
+    }
+
+    /// Sets [`ApiConfig::trust_forwarded_for`].
+    pub fn with_trust_forwarded_for(mut self, trust: bool) -> Self {
+        self.trust_forwarded_for = trust;
+        self
+    }
+}
+
 /// The client's address, for hosts without `ConnectInfo` (e.g. a Lambda
 /// wrapper reading the API Gateway request context) to insert as a request
 /// extension. Takes precedence over everything else.
@@ -285,4 +305,164 @@ fn client_ip(parts: &Parts, cfg: &ApiConfig) -> Option<IpAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+}
+
+/// Router-level tests of what only the HTTP layer does (preflight, panic guard,
+/// body limit, client IP, internal-failure mapping), with fault-injecting
+/// doubles of the service. The protocol against the real core lives in
+/// `tests/protocol.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use captcha_core::{Report, SubmitRequest, TaskId, TaskResult};
+    use std::sync::Mutex;
+    use tower::ServiceExt as _;
+
+    /// Records submits; answers polls with `Internal`; panics on `balance`.
+    #[derive(Default)]
+    struct Faulty {
+        submits: Mutex<Vec<SubmitRequest>>,
+    }
+
+    #[async_trait]
+    impl CaptchaService for Faulty {
+        async fn submit(&self, req: SubmitRequest) -> Result<TaskId, ErrorCode> {
+            self.submits.lock().map_err(|_| ErrorCode::Internal)?.push(req);
+            Ok(77)
+        }
+        async fn result(&self, _key: &str, _id: TaskId) -> Result<TaskResult, ErrorCode> {
+            Err(ErrorCode::Internal)
+        }
+        async fn balance(&self, _key: &str) -> Result<u64, ErrorCode> {
+            panic!("injected panic")
+        }
+        async fn report(&self, _key: &str, _id: TaskId, _r: Report) -> Result<(), ErrorCode> {
+            Err(ErrorCode::Internal)
+        }
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const B64: &str = "aGVsbG8gd29ybGQ=";
+
+    async fn call(app: Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = app.oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::get(uri).body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn panic_is_caught_and_rendered_with_query_flags() {
+        let app = router(Arc::new(Faulty::default()), ApiConfig::default());
+        let (status, headers, body) =
+            call(app.clone(), get(&format!("/res.php?key={KEY}&action=getbalance&json=1&header_acao=1"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["status"], 0);
+        assert_eq!(v["request"], "ERROR_INTERNAL");
+        let (status, _, body) = call(app, get(&format!("/res.php?key={KEY}&action=getbalance"))).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ERROR_INTERNAL"));
+    }
+
+    #[tokio::test]
+    async fn internal_failure_while_polling_is_not_ready() {
+        let app = router(Arc::new(Faulty::default()), ApiConfig::default());
+        let (_, _, body) = call(app.clone(), get(&format!("/res.php?key={KEY}&action=get&id=5"))).await;
+        assert_eq!(body, "CAPCHA_NOT_READY");
+        let (_, _, body) = call(app.clone(), get(&format!("/res.php?key={KEY}&action=get2&id=5&json=1"))).await;
+        assert_eq!(body, r#"{"status":0,"request":"CAPCHA_NOT_READY"}"#);
+        let (_, _, body) = call(app.clone(), get(&format!("/res.php?key={KEY}&action=get&ids=5,6"))).await;
+        assert_eq!(body, "CAPCHA_NOT_READY|CAPCHA_NOT_READY");
+        // Reports are not polls: the failure is reported as such.
+        let (_, _, body) = call(app, get(&format!("/res.php?key={KEY}&action=reportbad&id=5"))).await;
+        assert_eq!(body, "ERROR_INTERNAL");
+    }
+
+    #[tokio::test]
+    async fn preflight_answers_cors() {
+        let app = router(Arc::new(Faulty::default()), ApiConfig::default());
+        let req = Request::options("/in.php")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, body) = call(app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_HEADERS], "content-type");
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn body_over_limit_is_an_error_code_not_413() {
+        let cfg = ApiConfig::default().with_max_body_bytes(64);
+        let app = router(Arc::new(Faulty::default()), cfg);
+        let big = format!("key={KEY}&method=base64&body={}", "A".repeat(100));
+        let post = |uri: &str| {
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(big.clone()))
+                .expect("request")
+        };
+        let (status, _, body) = call(app.clone(), post("/in.php?json=1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains(r#""request":"ERROR_TOO_BIG_CAPTCHA_FILESIZE""#), "{body}");
+        let (status, _, body) = call(app, post("/res.php")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ERROR_BAD_PARAMETERS"));
+    }
+
+    #[tokio::test]
+    async fn client_ip_sources_in_order() {
+        let svc = Arc::new(Faulty::default());
+        let cfg = ApiConfig::default().with_trust_forwarded_for(true);
+        let app = router(svc.clone(), cfg);
+        let uri = format!("/in.php?key={KEY}&method=base64&body={B64}");
+        let conn: SocketAddr = "[::ffff:10.1.2.3]:5555".parse().expect("addr");
+
+        // Nothing known (Lambda without a wrapper): no IP, and no failure.
+        assert_eq!(call(app.clone(), get(&uri)).await.2, "OK|77");
+        let mut req = get(&uri);
+        req.extensions_mut().insert(ConnectInfo(conn));
+        call(app.clone(), req).await;
+        let mut req = get(&uri);
+        req.extensions_mut().insert(ConnectInfo(conn));
+        req.headers_mut().insert("x-forwarded-for", HeaderValue::from_static("192.0.2.9, 10.0.0.1"));
+        call(app.clone(), req).await;
+        let mut req = get(&uri);
+        req.extensions_mut().insert(ConnectInfo(conn));
+        req.headers_mut().insert("x-forwarded-for", HeaderValue::from_static("192.0.2.9"));
+        req.extensions_mut().insert(ClientIp("198.51.100.4".parse().expect("ip")));
+        call(app.clone(), req).await;
+
+        let ips: Vec<Option<IpAddr>> =
+            svc.submits.lock().expect("lock").iter().map(|r| r.client_ip).collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        assert_eq!(ips, vec![None, ip("10.1.2.3"), ip("192.0.2.9"), ip("198.51.100.4")]);
+
+        // Not trusted by default: the header is ignored.
+        let app = router(svc.clone(), ApiConfig::default());
+        let mut req = get(&uri);
+        req.extensions_mut().insert(ConnectInfo(conn));
+        req.headers_mut().insert("x-forwarded-for", HeaderValue::from_static("192.0.2.9"));
+        call(app, req).await;
+        let last = svc.submits.lock().expect("lock").last().and_then(|r| r.client_ip);
+        assert_eq!(last, ip("10.1.2.3"));
+    }
+
+    #[tokio::test]
+    async fn every_http_method_is_answered_200() {
+        let app = router(Arc::new(Faulty::default()), ApiConfig::default());
+        for m in [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            let req = Request::builder().method(m.clone()).uri("/res.php").body(Body::empty()).expect("request");
+            let (status, headers, body) = call(app.clone(), req).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "ERROR_EMPTY_ACTION"), "{m}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        }
+    }
 }

@@ -4,7 +4,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use captcha_core::ErrorCode;
-use serde_json::json;
 
 /// How the client wants its answer, read from `json` and `header_acao`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,17 +31,23 @@ impl Reply {
     /// The body and its content type.
     pub(crate) fn body(&self, json: bool) -> (String, &'static str) {
         if json {
+            // Built by hand so `status` comes first, as the commercial services send it.
+            let q = |s: &str| serde_json::Value::from(s).to_string();
             let v = match self {
-                Reply::Ok(text) | Reply::Bare(text) => json!({"status": 1, "request": text}),
-                Reply::OkPrice { answer, price } => json!({"status": 1, "request": answer, "price": price}),
+                Reply::Ok(text) | Reply::Bare(text) => format!(r#"{{"status":1,"request":{}}}"#, q(text)),
+                Reply::OkPrice { answer, price } => {
+                    format!(r#"{{"status":1,"request":{},"price":{}}}"#, q(answer), q(price))
+                }
                 Reply::Error(ErrorCode::CaptchaNotReady) => {
-                    json!({"status": 0, "request": ErrorCode::CaptchaNotReady.code()})
+                    format!(r#"{{"status":0,"request":{}}}"#, q(ErrorCode::CaptchaNotReady.code()))
                 }
-                Reply::Error(code) => {
-                    json!({"status": 0, "request": code.code(), "error_text": code.description()})
-                }
+                Reply::Error(code) => format!(
+                    r#"{{"status":0,"request":{},"error_text":{}}}"#,
+                    q(code.code()),
+                    q(code.description())
+                ),
             };
-            (v.to_string(), "application/json")
+            (v, "application/json")
         } else {
             let s = match self {
                 Reply::Ok(text) => format!("OK|{text}"),
@@ -76,6 +81,7 @@ impl From<ErrorCode> for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn plain() {
@@ -97,6 +103,7 @@ mod tests {
             serde_json::from_str(&s).unwrap()
         };
         assert_eq!(parse(Reply::Ok("123".into())), json!({"status":1,"request":"123"}));
+        assert_eq!(Reply::Ok("1\"2".into()).body(true).0, r#"{"status":1,"request":"1\"2"}"#);
         assert_eq!(
             parse(Reply::OkPrice { answer: "abc".into(), price: "0.00085".into() }),
             json!({"status":1,"request":"abc","price":"0.00085"})
