@@ -70,7 +70,7 @@ pub struct Claim {
 
 /// One received pool message, after `claim_one`.
 enum ClaimStep {
-    Claimed(Claim),
+    Claimed(Box<Claim>),
     /// Duplicate or stale: delete the message.
     Stale(Receipt),
     /// Already finished (and its message deleted).
@@ -323,7 +323,7 @@ impl Core {
         let mut stale = Vec::new();
         for m in msgs {
             match self.claim_one(queue, m).await {
-                Ok(ClaimStep::Claimed(claim)) => claims.push(claim),
+                Ok(ClaimStep::Claimed(claim)) => claims.push(*claim),
                 Ok(ClaimStep::Stale(receipt)) => stale.push(receipt),
                 Ok(ClaimStep::Finished) => {}
                 Err(e) => tracing::warn!(%pool, error = %e, "claim failed; message left for redelivery"),
@@ -347,7 +347,7 @@ impl Core {
         let mut task = task;
         t.apply(&mut task);
         match self.ports.tasks.image(task.id).await? {
-            Some(image) => Ok(ClaimStep::Claimed(Claim { task, image, queue, receipt: m.receipt })),
+            Some(image) => Ok(ClaimStep::Claimed(Box::new(Claim { task, image, queue, receipt: m.receipt }))),
             None => {
                 let claim = Claim { task, image: Vec::new(), queue, receipt: m.receipt };
                 self.finish(claim, Err(SolveError::Unsolvable("image missing".into()))).await?;
@@ -479,13 +479,10 @@ impl Core {
             let msgs = self.ports.queue.receive(dlq, batch, cfg.visibility_timeout).await?;
             let mut done = Vec::with_capacity(msgs.len());
             for m in msgs {
-                match self.task_of(&m).await? {
-                    Some(task) if !task.state.is_terminal() => {
-                        if self.give_up(&task, &format!("dead-lettered from {queue}")).await? {
-                            report.gave_up += 1;
-                        }
+                if let Some(task) = self.task_of(&m).await?.filter(|t| !t.state.is_terminal()) {
+                    if self.give_up(&task, &format!("dead-lettered from {queue}")).await? {
+                        report.gave_up += 1;
                     }
-                    _ => {}
                 }
                 report.dead_letters += 1;
                 done.push(m.receipt);

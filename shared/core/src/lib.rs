@@ -46,7 +46,7 @@ pub mod ports;
 pub mod ratelimit;
 pub mod service;
 
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
 pub use crate::admin::{AccountAdmin, AdminError, CreatedAccount};
