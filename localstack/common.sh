@@ -25,6 +25,10 @@ localstack_env() {
     export SKIP_SSL_CERT_DOWNLOAD=1
     export SERVICES="${LOCALSTACK_SERVICES:-sqs,dynamodb,cloudformation,apigateway,iam,sts}"
     export PERSISTENCE=0
+    # 4.8's default CloudFormation engine (v2) still creates resources whose Condition is false when
+    # they reference other conditional resources, and then reports CREATE_COMPLETE with no outputs;
+    # the legacy engine honours Conditions (infra/template.yaml relies on them: DeployFunctions=false).
+    export PROVIDER_OVERRIDE_CLOUDFORMATION="${PROVIDER_OVERRIDE_CLOUDFORMATION:-engine-legacy}"
 }
 
 localstack_pid() {
