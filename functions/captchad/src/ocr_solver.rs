@@ -1,0 +1,47 @@
+//! The OCR crate behind the core's `ImageSolver` port.
+
+use captcha_core::{ImageOptions, ImageSolver, SolveError};
+use captcha_ocr::{Constraints, Ocr, OcrError};
+
+/// Reads images with the model loaded once per process.
+pub struct OcrSolver {
+    ocr: &'static Ocr,
+}
+
+impl OcrSolver {
+    /// Loads (once) the model compiled into the binary.
+    pub fn load() -> Result<OcrSolver, OcrError> {
+        Ok(OcrSolver { ocr: Ocr::global()? })
+    }
+}
+
+/// The classic options, as the decoder's constraints.
+pub fn constraints(opts: &ImageOptions) -> Constraints {
+    Constraints {
+        numeric: opts.numeric,
+        min_len: opts.min_len,
+        max_len: opts.max_len,
+        case_sensitive: opts.case_sensitive,
+        calc: opts.calc,
+        phrase: opts.phrase,
+    }
+}
+
+impl ImageSolver for OcrSolver {
+    fn solve(&self, image: &[u8], opts: &ImageOptions) -> Result<String, SolveError> {
+        match self.ocr.recognize(image, &constraints(opts)) {
+            Ok(answer) if !answer.text.is_empty() => Ok(answer.text),
+            Ok(_) => Err(SolveError::Unsolvable("nothing read".into())),
+            // The model is deterministic: an image it cannot read, or read
+            // within the constraints, will not read on a retry either.
+            Err(e @ (OcrError::Empty
+            | OcrError::TooManyBytes { .. }
+            | OcrError::TooLarge { .. }
+            | OcrError::UnknownFormat
+            | OcrError::Decode(_)
+            | OcrError::DecoderPanic
+            | OcrError::NoValidAnswer)) => Err(SolveError::Unsolvable(e.to_string())),
+            Err(e) => Err(SolveError::Failed(e.to_string())),
+        }
+    }
+}

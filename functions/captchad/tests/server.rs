@@ -1,0 +1,121 @@
+//! The real binary end to end: first start prints a key, an image is solved
+//! by the model and charged once, reports refund once, and the account CLI
+//! works while the server runs.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test]
+async fn first_start_prints_a_key_and_solves_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut key, mut base) = (String::new(), String::new());
+    while base.is_empty() {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).expect("read") > 0, "exited early");
+        if let Some(k) = line.trim().strip_prefix("API key: ") {
+            key = k.to_string();
+        }
+        if let Some(b) = line.trim().strip_prefix("Listening on ") {
+            base = b.to_string();
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    assert_eq!(key.len(), 32);
+
+    let http = client();
+    assert_eq!(balance(&http, &base, &key).await, "10");
+    let mut right = 0;
+    let samples = samples("captcha-default", 10);
+    for (img, label) in &samples {
+        let text = submit(&http, &base, &key, img, &[]).await.expect("submit");
+        let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{text}")).to_string();
+        assert!(id.bytes().all(|b| b.is_ascii_digit()));
+        let answer = wait_final(&http, &base, &key, &id, Duration::from_secs(30)).await;
+        if answer == format!("OK|{}", label.to_lowercase()) {
+            right += 1;
+        }
+        // get2 shows the price.
+        let get2 = res(&http, &base, &[("key", &key), ("action", "get2"), ("id", &id)]).await.expect("get2");
+        assert!(get2.ends_with("|0.001"), "{get2}");
+    }
+    assert!(right >= 8, "{right}/10 read right");
+    let spent = 10_000_000 - 10 * 1_000;
+    assert_eq!(captcha_core::parse_money(&balance(&http, &base, &key).await), Some(spent));
+
+    // reportbad refunds once; a second report is a duplicate.
+    let text = submit(&http, &base, &key, &samples[0].0, &[]).await.expect("submit");
+    let id = text.trim_start_matches("OK|").to_string();
+    wait_final(&http, &base, &key, &id, Duration::from_secs(30)).await;
+    let r = res(&http, &base, &[("key", &key), ("action", "reportbad"), ("id", &id)]).await.expect("report");
+    assert_eq!(r, "OK_REPORT_RECORDED");
+    let r = res(&http, &base, &[("key", &key), ("action", "reportbad"), ("id", &id)]).await.expect("report");
+    assert_eq!(r, "ERROR_DUPLICATE_REPORT");
+    assert_eq!(captcha_core::parse_money(&balance(&http, &base, &key).await), Some(spent));
+
+    // The account CLI works on the same data dir while the server runs.
+    let other = create_account(dir.path(), "0");
+    let body = submit(&http, &base, &other, &samples[0].0, &[("json", "1")]).await.expect("submit");
+    assert!(body.contains("ERROR_ZERO_BALANCE"), "{body}");
+    let out = Command::new(BIN).args(["account", "topup", &other, "0.5", "--data-dir"]).arg(dir.path()).output().expect("topup");
+    assert!(out.status.success());
+    assert_eq!(balance(&http, &base, &other).await, "0.5");
+    let list = Command::new(BIN).args(["account", "list", "--data-dir"]).arg(dir.path()).output().expect("list");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 3, "header + 2 accounts");
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn in_flight_cap_and_rate_cap_answer_their_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = create_account(dir.path(), "10");
+    // Workers that never catch up: with 0 slots free after 2, the third is refused.
+    let server = Server::start(dir.path(), &["--max-in-flight", "2", "--ocr-workers", "1"]);
+    let http = client();
+    let imgs = samples("captcha-default", 1);
+    let img = &imgs[0].0;
+    let mut codes = Vec::new();
+    let futs: Vec<_> = (0..20).map(|_| submit_owned(http.clone(), server.base.clone(), key.clone(), img.clone())).collect();
+    for f in futures_join(futs).await {
+        codes.push(f.expect("submit"));
+    }
+    assert!(codes.iter().any(|c| c == "ERROR_NO_SLOT_AVAILABLE"), "{codes:?}");
+    drop(server);
+
+    let server = Server::start(dir.path(), &["--max-rps", "2"]);
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        codes.push(submit(&http, &server.base, &key, img, &[]).await.expect("submit"));
+    }
+    assert!(codes.iter().any(|c| c == "MAX_USER_TURN"), "{codes:?}");
+}
+
+async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+    F: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("join"));
+    }
+    out
+}
+
+async fn submit_owned(http: reqwest::Client, base: String, key: String, img: Vec<u8>) -> reqwest::Result<String> {
+    submit(&http, &base, &key, &img, &[]).await
+}

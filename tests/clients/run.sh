@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the official client libraries (2captcha-python over TLS, npm
+# @2captcha/captcha-solver) against a live captchad on 127.0.0.1.
+# Installs them itself: a venv (pinned) and `npm ci` (lockfile).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+top="$(cd "$here/../.." && pwd)"
+cd "$top"
+
+venv="${CAPTCHA_TEST_VENV:-$HOME/.cache/captcha-test-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import twocaptcha" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
+fi
+(cd "$here" && npm ci --no-audit --no-fund --silent)
+
+cargo build --locked -p captchad
+bin="$top/target/debug/captchad"
+work="$(mktemp -d)"
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# A throwaway certificate for 127.0.0.1 (the python client speaks https only).
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+  -addext "subjectAltName=IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+key="$("$bin" account create --data-dir "$work/data" --balance 1.00 | head -n 1)"
+"$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 \
+  --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" >"$work/out.log" 2>"$work/err.log" &
+pid=$!
+for _ in $(seq 1 100); do
+  grep -q "^Listening on" "$work/out.log" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/err.log"; exit 1; }
+  sleep 0.1
+done
+addr="$(sed -n 's|^Listening on https://||p' "$work/out.log")"
+[ -n "$addr" ] || { echo "captchad did not start"; cat "$work/err.log"; exit 1; }
+images="$top/shared/ocr/validation/captcha-default"
+
+REQUESTS_CA_BUNDLE="$work/cert.pem" "$venv/bin/python" "$here/python_client.py" "$addr" "$key" "$images" 5
+NODE_EXTRA_CA_CERTS="$work/cert.pem" node "$here/node_client.js" "https://$addr" "$key" "$images" 5
+echo "2 passed, 0 failed"
