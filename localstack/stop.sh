@@ -23,13 +23,16 @@ for p in $pid $(descendants "$pid"); do procs="$procs $p:$(starttime "$p")"; don
 ours() { [ -n "${1#*:}" ] && [ "$(starttime "${1%%:*}")" = "${1#*:}" ]; }
 kill -TERM "$pid" 2>/dev/null || true     # LocalStack shuts its services (and the JVM) down itself
 alive() { local x; for x in $procs; do ours "$x" && return 0; done; return 1; }
-for _ in $(seq 1 60); do
+# Shutdown normally takes 2-6 s; now and then it hangs in "Stopping all services" (seen right after
+# a stack deletion). The state is throw-away (PERSISTENCE=0), so after the grace period: KILL.
+grace="${LOCALSTACK_STOP_TIMEOUT:-15}"
+for _ in $(seq 1 $((grace * 2))); do
     alive || break
     sleep 0.5
 done
 for x in $procs; do
     if ours "$x"; then
-        echo "stop: pid ${x%%:*} still alive after 30s, sending KILL"
+        echo "stop: pid ${x%%:*} still alive after ${grace}s, sending KILL"
         kill -KILL "${x%%:*}" 2>/dev/null || true
     fi
 done
