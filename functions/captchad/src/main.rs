@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Solve attempts before a task ends ERROR_CAPTCHA_UNSOLVABLE.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// A hold left open by a crash between holding and storing a task is
+    /// reconciled after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    hold_repair_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +102,7 @@ async fn main() -> Result<()> {
             config.request_burst = a.max_rps;
             config.result_retention = Duration::from_secs(a.retention_secs);
             config.max_attempts = a.max_attempts.max(1);
+            config.hold_repair_after = Duration::from_secs(a.hold_repair_secs.max(1));
             serve::run(serve::ServeOptions {
                 listen: a.listen,
                 data_dir: cli.data_dir,
