@@ -13,7 +13,7 @@ if [[ "${1:-}" == "--bench" ]]; then REQ="$HERE/requirements-bench.txt"; fi
 # Debian font packages the generators draw with (gen.py scans /usr/share/fonts/{truetype,opentype}).
 FONTS=(fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-roboto
        fonts-open-sans fonts-urw-base35 fonts-croscore fonts-crosextra-carlito fonts-crosextra-caladea
-       fonts-lato fonts-cantarell fonts-hack fonts-comic-neue fonts-linuxlibertine fonts-texgyre
+       fonts-lato fonts-cantarell fonts-hack fonts-comic-neue fonts-linuxlibertine
        fonts-noto-mono fonts-inconsolata fonts-anonymous-pro fonts-oxygen fonts-karla)
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
