@@ -20,6 +20,9 @@ const MAX_CANDIDATES: usize = 12;
 /// ...and only with characters at most this much less likely (in log space)
 /// than the step's most likely allowed character.
 const CANDIDATE_LOG_GAP: f32 = 16.0;
+/// An extension whose score falls this far (in log space) below the best
+/// prefix's at the same step is not worth keeping, whatever the constraints.
+const BEAM_LOG_GAP: f32 = 20.0;
 
 /// The symbols of a `calc` expression besides digits.
 const CALC_SYMBOLS: &str = "+-*=?";
@@ -115,7 +118,11 @@ impl LogProbs {
                 data.len()
             )));
         }
-        Ok(LogProbs { steps, classes, data })
+        Ok(LogProbs {
+            steps,
+            classes,
+            data,
+        })
     }
 
     pub fn steps(&self) -> usize {
@@ -189,7 +196,9 @@ pub fn decode(
     let raw: String = label.iter().map(|&k| charset.char_of(k)).collect();
     let confidence = ctc_log_likelihood(&scored, &label).exp().clamp(0.0, 1.0);
     let mut text = if constraints.calc {
-        evaluate_calc(&raw).ok_or(OcrError::NoValidAnswer)?.to_string()
+        evaluate_calc(&raw)
+            .ok_or(OcrError::NoValidAnswer)?
+            .to_string()
     } else {
         raw.clone()
     };
@@ -297,60 +306,86 @@ impl Rules {
         self.calc || self.phrase || self.numeric >= 3 || self.min_len > 1 || self.max_len.is_some()
     }
 
-    /// Can `prefix` still be extended into a valid answer?
-    fn viable(&self, prefix: &[u8]) -> bool {
-        if self.max_len.is_some_and(|max| prefix.len() > max) {
-            return false;
+    /// The state of the empty prefix.
+    fn start(&self) -> Prefix {
+        Prefix {
+            len: 0,
+            first_kind: None,
+            has_digit: false,
+            has_letter: false,
+            has_space: false,
+            last_space: false,
+            calc: CalcState::Left(0),
         }
-        if self.calc {
-            return calc_state(prefix.iter().map(|&k| self.chars[usize::from(k)])).is_some();
-        }
-        if self.numeric == 3 {
-            let mut kinds = prefix
-                .iter()
-                .map(|&k| self.kinds[usize::from(k)])
-                .filter(|&k| k == Kind::Digit || k == Kind::Letter);
-            if let Some(first) = kinds.next() {
-                if kinds.any(|k| k != first) {
-                    return false;
-                }
-            }
-        }
-        if self.phrase {
-            let spaces = |i: usize| self.kinds[usize::from(prefix[i])] == Kind::Space;
-            if !prefix.is_empty() && spaces(0) {
-                return false;
-            }
-            if (1..prefix.len()).any(|i| spaces(i) && spaces(i - 1)) {
-                return false;
-            }
-        }
-        true
     }
 
-    /// Is `label` a valid answer? (Assumes `viable(label)`.)
-    fn complete(&self, label: &[u8]) -> bool {
+    /// `prefix` extended with `class`, or `None` when that can no longer
+    /// become a valid answer.
+    fn extend(&self, prefix: &Prefix, class: u8) -> Option<Prefix> {
+        let kind = self.kinds[usize::from(class)];
+        let mut next = *prefix;
+        next.len = prefix.len.checked_add(1)?;
+        if self.max_len.is_some_and(|max| usize::from(next.len) > max) {
+            return None;
+        }
         if self.calc {
-            let state = calc_state(label.iter().map(|&k| self.chars[usize::from(k)]));
-            return state.is_some_and(CalcState::is_complete);
+            next.calc = prefix.calc.step(self.chars[usize::from(class)])?;
+            return Some(next);
         }
-        if label.len() < self.min_len {
-            return false;
-        }
-        let has = |kind| label.iter().any(|&k| self.kinds[usize::from(k)] == kind);
-        if self.numeric == 4 && !(has(Kind::Digit) && has(Kind::Letter)) {
-            return false;
-        }
-        if self.phrase {
-            let last_is_space = label
-                .last()
-                .is_some_and(|&k| self.kinds[usize::from(k)] == Kind::Space);
-            if !has(Kind::Space) || last_is_space {
-                return false;
+        match kind {
+            Kind::Digit | Kind::Letter => {
+                if self.numeric == 3 && prefix.first_kind.is_some_and(|k| k != kind) {
+                    return None;
+                }
+                next.first_kind = prefix.first_kind.or(Some(kind));
+                next.has_digit |= kind == Kind::Digit;
+                next.has_letter |= kind == Kind::Letter;
+                next.last_space = false;
             }
+            Kind::Space => {
+                // Words are non-empty: no leading or double space.
+                if self.phrase && (prefix.len == 0 || prefix.last_space) {
+                    return None;
+                }
+                next.has_space = true;
+                next.last_space = true;
+            }
+            Kind::Symbol => next.last_space = false,
+            Kind::Blank => return None,
+        }
+        Some(next)
+    }
+
+    /// Is the prefix a valid answer as it stands?
+    fn complete(&self, prefix: &Prefix) -> bool {
+        if self.calc {
+            return prefix.calc.is_complete();
+        }
+        if usize::from(prefix.len) < self.min_len {
+            return false;
+        }
+        if self.numeric == 4 && !(prefix.has_digit && prefix.has_letter) {
+            return false;
+        }
+        if self.phrase && (!prefix.has_space || prefix.last_space) {
+            return false;
         }
         true
     }
+}
+
+/// What the constraints need to know about a prefix, kept up to date as it
+/// grows one character at a time.
+#[derive(Debug, Clone, Copy)]
+struct Prefix {
+    len: u16,
+    /// Digit or letter, whichever came first (for `numeric=3`).
+    first_kind: Option<Kind>,
+    has_digit: bool,
+    has_letter: bool,
+    has_space: bool,
+    last_space: bool,
+    calc: CalcState,
 }
 
 /// Where a prefix of `\d{1,3}[+\-*]\d{1,3}(=\??)?` stands.
@@ -370,20 +405,23 @@ impl CalcState {
     }
 }
 
-/// Runs the calc grammar over `chars`; `None` once it can no longer match.
-fn calc_state(chars: impl Iterator<Item = char>) -> Option<CalcState> {
-    let mut state = CalcState::Left(0);
-    for c in chars {
-        state = match (state, c) {
+impl CalcState {
+    /// The grammar after one more character; `None` once it cannot match.
+    fn step(self, c: char) -> Option<CalcState> {
+        Some(match (self, c) {
             (CalcState::Left(n), '0'..='9') if n < 3 => CalcState::Left(n + 1),
             (CalcState::Left(n), '+' | '-' | '*') if n > 0 => CalcState::Right(0),
             (CalcState::Right(n), '0'..='9') if n < 3 => CalcState::Right(n + 1),
             (CalcState::Right(n), '=') if n > 0 => CalcState::Equals,
             (CalcState::Equals, '?') => CalcState::Question,
             _ => return None,
-        };
+        })
     }
-    Some(state)
+}
+
+#[cfg(test)]
+fn calc_state(mut chars: impl Iterator<Item = char>) -> Option<CalcState> {
+    chars.try_fold(CalcState::Left(0), CalcState::step)
 }
 
 /// The integer result of a complete calc expression such as `12+7=?`.
@@ -444,18 +482,39 @@ impl Score {
     }
 }
 
+/// A node of the prefix trie the beam search grows: its last class, its
+/// parent and what the constraints know about it.
+struct Node {
+    parent: u32,
+    class: u8,
+    prefix: Prefix,
+}
+
 /// CTC prefix beam search over `lp` (already masked) that keeps only prefixes
 /// `rules` finds viable and returns the most probable complete one.
+///
+/// Prefixes live in a trie (`nodes`, node 0 the empty prefix), so a beam
+/// entry is a node id and extending one is a lookup, not a copy.
 fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
     let steps = lp.steps();
-    let mut beam: Vec<(Vec<u8>, Score)> = vec![(
-        Vec::new(),
+    let mut nodes = vec![Node {
+        parent: 0,
+        class: 0,
+        prefix: rules.start(),
+    }];
+    // (parent, class) -> child, or u32::MAX when that extension is not viable.
+    let mut children: HashMap<(u32, u8), u32> = HashMap::new();
+    let mut beam: Vec<(u32, Score)> = vec![(
+        0,
         Score {
             blank: 0.0,
             last: f32::NEG_INFINITY,
         },
     )];
-    let mut next: HashMap<Vec<u8>, Score> = HashMap::new();
+    // Scores of the prefixes reached at this step, by node id, and which
+    // ids were touched (a dense table beats hashing on this hot path).
+    let mut next: Vec<Score> = vec![Score::NONE];
+    let mut touched: Vec<u32> = Vec::new();
     let mut candidates: Vec<usize> = Vec::with_capacity(lp.classes());
     for t in 0..steps {
         let row = lp.row(t);
@@ -467,55 +526,100 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
             candidates.retain(|&k| row[k] >= floor);
         }
         candidates.truncate(MAX_CANDIDATES);
+        let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let best_total = beam.first().map_or(f32::NEG_INFINITY, |b| b.1.total());
+        let threshold = best_total + row_max - BEAM_LOG_GAP;
 
-        next.clear();
-        for (prefix, score) in &beam {
-            let total = score.total();
-            let stay = next.entry(prefix.clone()).or_insert(Score::NONE);
-            stay.blank = log_add(stay.blank, total + row[0]);
-            if let Some(&last) = prefix.last() {
-                stay.last = log_add(stay.last, score.last + row[usize::from(last)]);
+        let mut add = |next: &mut Vec<Score>, id: u32, blank: f32, last: f32| {
+            if next.len() <= id as usize {
+                next.resize(id as usize + 1, Score::NONE);
             }
+            let entry = &mut next[id as usize];
+            if entry.blank == f32::NEG_INFINITY && entry.last == f32::NEG_INFINITY {
+                touched.push(id);
+            }
+            entry.blank = log_add(entry.blank, blank);
+            entry.last = log_add(entry.last, last);
+        };
+        for &(id, score) in &beam {
+            let total = score.total();
+            let last = (id != 0).then(|| nodes[id as usize].class);
+            let stay_last = last.map_or(f32::NEG_INFINITY, |c| score.last + row[usize::from(c)]);
+            add(&mut next, id, total + row[0], stay_last);
             for &k in &candidates {
                 // Classes are < 256: `Charset::new` caps the charset at 255.
                 let class = k as u8;
-                let mut extended = prefix.clone();
-                extended.push(class);
-                if !rules.viable(&extended) {
-                    continue;
-                }
                 // A repeated character needs a blank between the two.
-                let from = if prefix.last() == Some(&class) {
+                let from = if last == Some(class) {
                     score.blank
                 } else {
                     total
                 };
-                let entry = next.entry(extended).or_insert(Score::NONE);
-                entry.last = log_add(entry.last, from + row[k]);
+                let extended_score = from + row[k];
+                if extended_score < threshold {
+                    if last == Some(class) {
+                        continue;
+                    }
+                    // Candidates are sorted: the rest score lower still.
+                    break;
+                }
+                let child = *children.entry((id, class)).or_insert_with(|| {
+                    let extended = rules.extend(&nodes[id as usize].prefix, class);
+                    match extended {
+                        Some(prefix) => {
+                            nodes.push(Node {
+                                parent: id,
+                                class,
+                                prefix,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
+                        None => u32::MAX,
+                    }
+                });
+                if child != u32::MAX {
+                    add(&mut next, child, f32::NEG_INFINITY, extended_score);
+                }
             }
         }
 
         // Drop prefixes too short to reach the minimum length in the steps left.
         let remaining = steps - t - 1;
-        beam = next
-            .drain()
-            .filter(|(p, s)| {
-                s.total() > f32::NEG_INFINITY && p.len() + remaining >= rules.min_len
-            })
-            .collect();
+        beam.clear();
+        for id in touched.drain(..) {
+            let score = std::mem::replace(&mut next[id as usize], Score::NONE);
+            let long_enough =
+                usize::from(nodes[id as usize].prefix.len) + remaining >= rules.min_len;
+            if score.total() > f32::NEG_INFINITY && long_enough {
+                beam.push((id, score));
+            }
+        }
         beam.sort_by(|a, b| b.1.total().total_cmp(&a.1.total()));
         beam.truncate(BEAM_WIDTH);
     }
-    beam.into_iter()
-        .filter(|(p, _)| rules.complete(p))
-        .max_by(|a, b| a.1.total().total_cmp(&b.1.total()))
-        .map(|(p, _)| p)
+    let (best, _) = beam
+        .into_iter()
+        .filter(|(id, _)| rules.complete(&nodes[*id as usize].prefix))
+        .max_by(|a, b| a.1.total().total_cmp(&b.1.total()))?;
+    let mut label = Vec::new();
+    let mut id = best;
+    while id != 0 {
+        let node = &nodes[id as usize];
+        label.push(node.class);
+        id = node.parent;
+    }
+    label.reverse();
+    Some(label)
 }
 
 /// `log P(label | x)` summed over all CTC alignments (the forward algorithm).
 fn ctc_log_likelihood(lp: &LogProbs, label: &[u8]) -> f32 {
     if lp.steps() == 0 {
-        return if label.is_empty() { 0.0 } else { f32::NEG_INFINITY };
+        return if label.is_empty() {
+            0.0
+        } else {
+            f32::NEG_INFINITY
+        };
     }
     // Extended label: blank, l1, blank, l2, ..., blank.
     let ext: Vec<usize> = std::iter::once(0)
@@ -659,7 +763,11 @@ mod tests {
         // Two equally likely readings of the one character: about one half each.
         let steps = vec![vec![('k', 0.5), ('x', 0.5)]];
         let answer = run(&steps, cs()).expect("answer");
-        assert!((answer.confidence - 0.5).abs() < 0.01, "{}", answer.confidence);
+        assert!(
+            (answer.confidence - 0.5).abs() < 0.01,
+            "{}",
+            answer.confidence
+        );
     }
 
     #[test]
@@ -695,7 +803,11 @@ mod tests {
 
     #[test]
     fn numeric_2_reads_only_letters() {
-        let steps = vec![vec![('5', 0.6), ('S', 0.4)], vec![('_', 0.9)], vec![('8', 0.7), ('B', 0.3)]];
+        let steps = vec![
+            vec![('5', 0.6), ('S', 0.4)],
+            vec![('_', 0.9)],
+            vec![('8', 0.7), ('B', 0.3)],
+        ];
         assert_eq!(run(&steps, cs()).expect("any").text, "58");
         let letters = Constraints { numeric: 2, ..cs() };
         assert_eq!(run(&steps, letters).expect("letters").text, "SB");
@@ -761,7 +873,10 @@ mod tests {
         let long = Constraints { min_len: 3, ..cs() };
         assert_eq!(run(&steps, long).expect("min 3").text, "axb");
         let too_long = Constraints { min_len: 9, ..cs() };
-        assert!(matches!(run(&steps, too_long), Err(OcrError::NoValidAnswer)));
+        assert!(matches!(
+            run(&steps, too_long),
+            Err(OcrError::NoValidAnswer)
+        ));
     }
 
     #[test]
@@ -790,11 +905,20 @@ mod tests {
         spaced.extend(clear("cd"));
         assert_eq!(run(&spaced, cs()).expect("phrase 0").text, "abcd");
         assert_eq!(run(&steps, cs()).expect("phrase 0").text, "abcd");
-        let phrase = Constraints { phrase: true, ..cs() };
+        let phrase = Constraints {
+            phrase: true,
+            ..cs()
+        };
         assert_eq!(run(&steps, phrase).expect("phrase 1").text, "ab cd");
         // One word only and nowhere a space: nothing valid.
         assert!(matches!(
-            run(&clear("abcd"), Constraints { phrase: true, ..cs() }),
+            run(
+                &clear("abcd"),
+                Constraints {
+                    phrase: true,
+                    ..cs()
+                }
+            ),
             Err(OcrError::NoValidAnswer)
         ));
     }
@@ -808,7 +932,10 @@ mod tests {
     #[test]
     fn calc_1_reads_the_expression_and_answers_its_result() {
         let answer = run(&clear("12+7=?"), Constraints { calc: true, ..cs() }).expect("calc");
-        assert_eq!((answer.text.as_str(), answer.raw.as_str()), ("19", "12+7=?"));
+        assert_eq!(
+            (answer.text.as_str(), answer.raw.as_str()),
+            ("19", "12+7=?")
+        );
         let answer = run(&clear("3-15="), Constraints { calc: true, ..cs() }).expect("calc");
         assert_eq!(answer.text, "-12");
         let answer = run(&clear("6*7"), Constraints { calc: true, ..cs() }).expect("calc");
@@ -852,7 +979,9 @@ mod tests {
         for good in ["1+2", "123*456", "9-10=", "12+7=?"] {
             assert!(ok(good), "{good}");
         }
-        for bad in ["", "1", "1+", "1234+1", "+1", "1+2?", "1+2=?=", "1++2", "1+2=3"] {
+        for bad in [
+            "", "1", "1+", "1234+1", "+1", "1+2?", "1+2=?=", "1++2", "1+2=3",
+        ] {
             assert!(!ok(bad), "{bad}");
         }
         assert_eq!(evaluate_calc("999*999=?"), Some(998_001));
@@ -862,7 +991,10 @@ mod tests {
     #[test]
     fn a_class_count_mismatch_is_a_model_error() {
         let lp = LogProbs::new(1, 5, vec![0.0; 5]).expect("matrix");
-        assert!(matches!(decode(&lp, &charset(), &cs()), Err(OcrError::Model(_))));
+        assert!(matches!(
+            decode(&lp, &charset(), &cs()),
+            Err(OcrError::Model(_))
+        ));
         assert!(LogProbs::new(2, 5, vec![0.0; 9]).is_err());
         assert!(Charset::new("aa").is_err());
     }

@@ -91,16 +91,25 @@ impl Ocr {
         let spec: ModelSpec = serde_json::from_slice(json)
             .map_err(|e| OcrError::Model(format!("model.json: {e}")))?;
         if spec.blank != 0 {
-            return Err(OcrError::Model(format!("blank is class {}, 0 expected", spec.blank)));
+            return Err(OcrError::Model(format!(
+                "blank is class {}, 0 expected",
+                spec.blank
+            )));
         }
-        if spec.input_height == 0 || spec.input_width == 0 || spec.input_height > 1024 || spec.input_width > 4096 {
+        if spec.input_height == 0
+            || spec.input_width == 0
+            || spec.input_height > 1024
+            || spec.input_width > 4096
+        {
             return Err(OcrError::Model(format!(
                 "input {}x{} is not a plausible size",
                 spec.input_height, spec.input_width
             )));
         }
         if !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite()) {
-            return Err(OcrError::Model("mean and std must be finite, std non-zero".into()));
+            return Err(OcrError::Model(
+                "mean and std must be finite, std non-zero".into(),
+            ));
         }
         let charset = Charset::new(&spec.charset)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
@@ -168,7 +177,10 @@ impl Ocr {
     pub fn infer(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
         let (h, w) = (self.input.height as usize, self.input.width as usize);
         let tensor = Tensor::from_shape(&[1, 1, h, w], input).map_err(OcrError::Inference)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
+        let outputs = self
+            .plan
+            .run(tvec!(tensor.into()))
+            .map_err(OcrError::Inference)?;
         let output = outputs
             .first()
             .ok_or_else(|| OcrError::Model("the model has no output".into()))?;
@@ -186,7 +198,11 @@ impl Ocr {
     }
 
     /// Decodes a model output under `constraints` (see [`ctc::decode`]).
-    pub fn decode(&self, log_probs: &LogProbs, constraints: &Constraints) -> Result<Answer, OcrError> {
+    pub fn decode(
+        &self,
+        log_probs: &LogProbs,
+        constraints: &Constraints,
+    ) -> Result<Answer, OcrError> {
         ctc::decode(log_probs, &self.charset, constraints)
     }
 }

@@ -1,5 +1,489 @@
-//! Accuracy, latency and throughput of the OCR engine (written next).
+//! Accuracy, latency and throughput of the OCR engine, next to ddddocr.
+//!
+//! ```text
+//! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N]
+//!     [--val-dir DIR] [--model DIR] [--no-anchor] [--throughput-secs S]
+//! ```
+//!
+//! 1. accuracy per validation style, exact (case-sensitive) and
+//!    case-insensitive, each style read with the flags a client would send
+//!    (`calc=1` for calc — scored on the expression read, as ddddocr is, and
+//!    on the result too — `phrase=1` for phrase);
+//! 2. latency per image on one thread, batch 1, p50/p95: the model alone and
+//!    the whole call (decode + preprocess + model + CTC);
+//! 3. images/s on all cores, one worker per core, whole calls;
+//! 4. the anchor: `training/bench_ddddocr.py` on the same images, run after
+//!    ours so the two never share the CPU. Python is `$CAPTCHA_BENCH_PYTHON`,
+//!    else `/root/venvs/train/bin/python` if present, else `python3`.
+//!
+//! Prints a markdown report (or one JSON object with `--json`).
 
-fn main() {
-    eprintln!("ocr-bench: not written yet");
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use captcha_ocr::{Constraints, Ocr};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Args {
+    json: bool,
+    limit: usize,
+    val_dir: PathBuf,
+    model: Option<PathBuf>,
+    anchor: bool,
+    throughput_secs: f64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        json: false,
+        limit: 0,
+        val_dir: Path::new(OCR_DIR).join("validation"),
+        model: None,
+        anchor: true,
+        throughput_secs: 10.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--json" => args.json = true,
+            "--no-anchor" => args.anchor = false,
+            "--limit" => args.limit = value()?.parse().context("--limit")?,
+            "--val-dir" => args.val_dir = value()?.into(),
+            "--model" => args.model = Some(value()?.into()),
+            "--throughput-secs" => {
+                args.throughput_secs = value()?.parse().context("--throughput-secs")?
+            }
+            "-h" | "--help" => {
+                println!(
+                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--no-anchor] [--throughput-secs S]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    Ok(args)
+}
+
+/// One validation image.
+struct Sample {
+    style: String,
+    bytes: Vec<u8>,
+    label: String,
+}
+
+fn load_samples(dir: &Path, limit: usize) -> Result<Vec<Sample>> {
+    let mut styles: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("labels.tsv").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    styles.sort();
+    let mut samples = Vec::new();
+    for style in styles {
+        let labels = std::fs::read_to_string(dir.join(&style).join("labels.tsv"))?;
+        let rows = labels.lines().filter(|l| !l.is_empty());
+        for line in rows.take(if limit == 0 { usize::MAX } else { limit }) {
+            let (name, label) = line
+                .split_once('\t')
+                .with_context(|| format!("{style}/labels.tsv: no tab in {line:?}"))?;
+            let bytes = std::fs::read(dir.join(&style).join(name))
+                .with_context(|| format!("{style}/{name}"))?;
+            samples.push(Sample {
+                style: style.clone(),
+                bytes,
+                label: label.to_string(),
+            });
+        }
+    }
+    if samples.is_empty() {
+        bail!("no validation images under {}", dir.display());
+    }
+    Ok(samples)
+}
+
+/// The flags a client would send for a style.
+fn constraints_for(style: &str, case_sensitive: bool) -> Constraints {
+    Constraints {
+        case_sensitive,
+        calc: style == "calc",
+        phrase: style == "phrase",
+        ..Constraints::default()
+    }
+}
+
+/// The integer result of `12+7=?`-like labels.
+fn calc_result(label: &str) -> Option<i64> {
+    let body = label.trim_end_matches(['=', '?']);
+    let at = body.find(['+', '-', '*'])?;
+    let (a, b): (i64, i64) = (body[..at].parse().ok()?, body[at + 1..].parse().ok()?);
+    match &body[at..at + 1] {
+        "+" => Some(a + b),
+        "-" => Some(a - b),
+        _ => Some(a * b),
+    }
+}
+
+#[derive(Default, Clone)]
+struct StyleScore {
+    n: usize,
+    exact: usize,
+    exact_ci: usize,
+    /// calc only: the answer (the result) right.
+    answer: usize,
+}
+
+struct Measured {
+    styles: Vec<(String, StyleScore)>,
+    model_ns: Histogram<u64>,
+    total_ns: Histogram<u64>,
+}
+
+/// One pass over every image on this thread: accuracy and latency together.
+fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
+    let mut model_ns = Histogram::<u64>::new(3)?;
+    let mut total_ns = Histogram::<u64>::new(3)?;
+    // Warm-up: caches, allocator, page faults.
+    for s in samples.iter().take(30) {
+        let _ = ocr.recognize(&s.bytes, &constraints_for(&s.style, true));
+    }
+    let mut styles: Vec<(String, StyleScore)> = Vec::new();
+    for s in samples {
+        if styles.last().is_none_or(|(name, _)| *name != s.style) {
+            styles.push((s.style.clone(), StyleScore::default()));
+        }
+        let cs = constraints_for(&s.style, true);
+        let t0 = Instant::now();
+        let read = ocr.preprocess(&s.bytes).and_then(|x| {
+            let t1 = Instant::now();
+            let lp = ocr.infer(&x)?;
+            let model = t1.elapsed();
+            Ok((lp, model))
+        });
+        let (answer, model) = match read {
+            Ok((lp, model)) => (ocr.decode(&lp, &cs).ok().map(|a| (a, lp)), Some(model)),
+            Err(_) => (None, None),
+        };
+        let total = t0.elapsed();
+        if let Some(model) = model {
+            model_ns.record(model.as_nanos() as u64)?;
+        }
+        total_ns.record(total.as_nanos() as u64)?;
+
+        let score = &mut styles.last_mut().context("a style")?.1;
+        score.n += 1;
+        let Some((answer, lp)) = answer else { continue };
+        let read_ci = ocr
+            .decode(&lp, &constraints_for(&s.style, false))
+            .map(|a| a.raw.to_lowercase())
+            .unwrap_or_default();
+        if s.style == "calc" {
+            // Scored on the expression read, as ddddocr is; the result on the side.
+            score.exact += usize::from(answer.raw == s.label);
+            score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
+            let want = calc_result(&s.label).map(|v| v.to_string());
+            score.answer += usize::from(want.as_deref() == Some(answer.text.as_str()));
+        } else {
+            score.exact += usize::from(answer.text == s.label);
+            score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
+        }
+    }
+    Ok(Measured {
+        styles,
+        model_ns,
+        total_ns,
+    })
+}
+
+/// Whole calls on `workers` threads sharing one `Ocr`, for about `secs`.
+fn measure_throughput(ocr: &Ocr, samples: &[Sample], workers: usize, secs: f64) -> f64 {
+    let done = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (done, stop) = (&done, &stop);
+            scope.spawn(move || {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let s = &samples[i % samples.len()];
+                    let _ = ocr.recognize(&s.bytes, &constraints_for(&s.style, true));
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += workers;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::Relaxed);
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("CAPTCHA_BENCH_PYTHON") {
+        return p;
+    }
+    let venv = "/root/venvs/train/bin/python";
+    if Path::new(venv).exists() {
+        venv.into()
+    } else {
+        "python3".into()
+    }
+}
+
+/// Runs the ddddocr anchor; its one JSON object, or why there is none.
+fn run_anchor(val_dir: &Path, limit: usize) -> Result<Value, String> {
+    let script = Path::new(OCR_DIR).join("training").join("bench_ddddocr.py");
+    if !script.is_file() {
+        return Err(format!("{} is missing", script.display()));
+    }
+    let py = python();
+    let mut cmd = Command::new(&py);
+    cmd.arg(&script).arg("--val-dir").arg(val_dir);
+    if limit > 0 {
+        cmd.arg("--limit").arg(limit.to_string());
+    }
+    let out = cmd.output().map_err(|e| format!("running {py}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        return Err(format!(
+            "{py} {} failed ({}): {}",
+            script.display(),
+            out.status,
+            tail.join(" | ")
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l.trim())
+                .ok()
+                .filter(Value::is_object)
+        })
+        .ok_or_else(|| "the script printed no JSON object".to_string())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// A package's version from the workspace's Cargo.lock.
+fn locked_version(name: &str) -> String {
+    let lock = Path::new(OCR_DIR).join("../../Cargo.lock");
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let needle = format!("name = \"{name}\"\nversion = \"");
+    text.find(&needle)
+        .and_then(|at| {
+            let rest = &text[at + needle.len()..];
+            rest.find('"').map(|end| rest[..end].to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn rustc_version() -> String {
+    Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "rustc ?".into())
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    (h.value_at_quantile(q) as f64 / 1e6 * 1000.0).round() / 1000.0
+}
+
+fn pct(k: usize, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        (k as f64 / n as f64 * 1000.0).round() / 10.0
+    }
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let t0 = Instant::now();
+    let ocr = match &args.model {
+        Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
+        None => Ocr::embedded()?,
+    };
+    let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let samples = load_samples(&args.val_dir, args.limit)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!(
+        "ocr-bench: model {} ({}x{}, T={}), loaded in {load_ms:.0} ms; {} images",
+        ocr.spec().version,
+        ocr.spec().input_height,
+        ocr.spec().input_width,
+        ocr.steps(),
+        samples.len()
+    );
+
+    let measured = measure_serial(&ocr, &samples)?;
+    eprintln!("ocr-bench: accuracy and latency done; throughput on {workers} workers...");
+    let images_per_s = measure_throughput(&ocr, &samples, workers, args.throughput_secs);
+    let anchor = if args.anchor {
+        eprintln!("ocr-bench: running the ddddocr anchor on the same images...");
+        run_anchor(&args.val_dir, args.limit)
+    } else {
+        Err("skipped (--no-anchor)".into())
+    };
+
+    let ours_styles: serde_json::Map<String, Value> = measured
+        .styles
+        .iter()
+        .map(|(name, s)| {
+            let mut v = json!({
+                "n": s.n,
+                "exact": pct(s.exact, s.n) / 100.0,
+                "exact_ci": pct(s.exact_ci, s.n) / 100.0,
+            });
+            if name == "calc" {
+                v["answer"] = json!(pct(s.answer, s.n) / 100.0);
+            }
+            (name.clone(), v)
+        })
+        .collect();
+    let (n, exact, exact_ci) = measured.styles.iter().fold((0, 0, 0), |(n, e, c), (_, s)| {
+        (n + s.n, e + s.exact, c + s.exact_ci)
+    });
+    let report = json!({
+        "machine": {"cpu": cpu_model(), "cores": workers},
+        "versions": {
+            "rustc": rustc_version(),
+            "tract-onnx": locked_version("tract-onnx"),
+            "image": locked_version("image"),
+            "model": ocr.spec().version,
+        },
+        "command": "cargo run --release -p captcha-ocr --bin ocr-bench",
+        "ours": {
+            "model_load_ms": (load_ms * 10.0).round() / 10.0,
+            "styles": ours_styles,
+            "overall": {"n": n, "exact": pct(exact, n) / 100.0, "exact_ci": pct(exact_ci, n) / 100.0},
+            "latency_ms": {
+                "model": {"p50": ms(&measured.model_ns, 0.5), "p95": ms(&measured.model_ns, 0.95)},
+                "total": {"p50": ms(&measured.total_ns, 0.5), "p95": ms(&measured.total_ns, 0.95)},
+            },
+            "throughput": {"workers": workers, "images_per_s": images_per_s.round()},
+        },
+        "ddddocr": match &anchor {
+            Ok(v) => v.clone(),
+            Err(why) => json!({"error": why}),
+        },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_markdown(&report);
+    }
+    Ok(())
+}
+
+fn print_markdown(r: &Value) {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    };
+    let p = |v: &Value| {
+        v.as_f64()
+            .map_or("—".to_string(), |x| format!("{:.1}%", x * 100.0))
+    };
+    let ours = &r["ours"];
+    let dd = &r["ddddocr"];
+    println!(
+        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}`; ddddocr {} (onnxruntime {}).",
+        s(&r["machine"]["cpu"]),
+        s(&r["machine"]["cores"]),
+        s(&r["versions"]["rustc"]),
+        s(&r["versions"]["tract-onnx"]),
+        s(&r["versions"]["image"]),
+        s(&r["versions"]["model"]),
+        s(&dd["version"]),
+        s(&dd["onnxruntime"]),
+    );
+    println!("Command: `{}`", s(&r["command"]));
+    if let Some(err) = dd.get("error") {
+        println!("\nddddocr anchor: not run — {}", s(err));
+    }
+    println!();
+    println!("| style | images | ours exact | ours case-insensitive | ddddocr exact | ddddocr case-insensitive |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut names: Vec<&String> = ours["styles"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    names.sort();
+    for name in names {
+        let o = &ours["styles"][name];
+        let d = &dd["styles"][name];
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            s(&o["n"]),
+            p(&o["exact"]),
+            p(&o["exact_ci"]),
+            p(&d["exact"]),
+            p(&d["exact_ci"])
+        );
+    }
+    println!(
+        "| **all** | {} | **{}** | **{}** | **{}** | **{}** |",
+        s(&ours["overall"]["n"]),
+        p(&ours["overall"]["exact"]),
+        p(&ours["overall"]["exact_ci"]),
+        p(&dd["overall"]["exact"]),
+        p(&dd["overall"]["exact_ci"])
+    );
+    if let Some(answer) = ours["styles"]["calc"].get("answer") {
+        println!(
+            "\ncalc is scored on the expression read; with `calc=1` our answer (the result) is right for {}.",
+            p(answer)
+        );
+    }
+    println!();
+    println!("| latency per image, 1 thread, batch 1 | p50 | p95 |");
+    println!("|---|---:|---:|");
+    let lat = &ours["latency_ms"];
+    println!(
+        "| ours, model only | {} ms | {} ms |",
+        s(&lat["model"]["p50"]),
+        s(&lat["model"]["p95"])
+    );
+    println!(
+        "| ours, whole call (decode + preprocess + model + CTC) | {} ms | {} ms |",
+        s(&lat["total"]["p50"]),
+        s(&lat["total"]["p95"])
+    );
+    println!(
+        "| ddddocr `classification(bytes)` | {} ms | {} ms |",
+        s(&dd["latency_ms"]["p50"]),
+        s(&dd["latency_ms"]["p95"])
+    );
+    println!(
+        "\nThroughput, ours: {} images/s on {} workers (one per core, one shared model, whole calls). Model load: {} ms.",
+        s(&ours["throughput"]["images_per_s"]),
+        s(&ours["throughput"]["workers"]),
+        s(&ours["model_load_ms"])
+    );
 }
