@@ -11,6 +11,7 @@
 //! | [`Core::solve_once`] | claims up to `max` tasks of a pool, runs the solver inline, finishes them | tasks handled |
 //! | [`Core::claim`] + [`Core::finish`] | the same as `solve_once`, split so the solver can run elsewhere (e.g. `spawn_blocking`) | claims / outcome |
 //! | [`Core::sweep_once`] | retries stuck tasks, gives up overdue and dead-lettered ones, repairs holds, purges expired results | a [`SweepReport`] |
+//! | [`Core::route_message`], [`Core::claim_message`] + [`Core::finish`] | one message from an event source (Lambda + SQS), which deletes it | — |
 //! | [`Core::recover_interrupted`] | at startup of a single-process deployment: every `solving` task was interrupted; retry or give up now | tasks recovered |
 //!
 //! Each returns `Ok(0)` (or an empty report) when there was nothing to do, so
@@ -25,7 +26,7 @@ use crate::admin::AccountAdmin;
 use crate::config::{ms, Config};
 use crate::domain::{new_task_id, ApiKey, ImageFormat, Method, Pool, Task, TaskParams, TaskState, Transition};
 use crate::error::ErrorCode;
-use crate::ports::{HoldOutcome, Message, Ports, Queue, Receipt, SolveError, StoreError, ImageSolver};
+use crate::ports::{HoldOutcome, Ports, Queue, Receipt, SolveError, StoreError, ImageSolver};
 use crate::ratelimit::RateLimiter;
 use crate::service::{CaptchaService, Report, SubmitRequest, TaskId, TaskResult, TaskSpec};
 use crate::Account;
@@ -65,14 +66,15 @@ pub struct Claim {
     pub task: Task,
     pub image: Vec<u8>,
     queue: Queue,
-    receipt: Receipt,
+    /// `None` when the caller's event source deletes the message (Lambda).
+    receipt: Option<Receipt>,
 }
 
 /// One received pool message, after `claim_one`.
 enum ClaimStep {
     Claimed(Box<Claim>),
     /// Duplicate or stale: delete the message.
-    Stale(Receipt),
+    Stale,
     /// Already finished (and its message deleted).
     Finished,
 }
@@ -260,7 +262,7 @@ impl Core {
         let mut to_pool: BTreeMap<Pool, (Vec<String>, Vec<Receipt>)> = BTreeMap::new();
         let mut dropped = Vec::new();
         for m in msgs {
-            match self.route_one(&m).await {
+            match self.route_one(&m.body).await {
                 Ok(Some(pool)) => {
                     let entry = to_pool.entry(pool).or_default();
                     entry.0.push(m.body);
@@ -282,9 +284,20 @@ impl Core {
         Ok(n)
     }
 
+    /// For event-driven deployments (an SQS event source feeding a Lambda):
+    /// routes the task one intake message names and sends it to its pool's
+    /// queue. On `Ok` the caller lets the event source delete the message; on
+    /// `Err` it reports the message as a batch item failure for redelivery.
+    pub async fn route_message(&self, body: &str) -> Result<(), StoreError> {
+        if let Some(pool) = self.route_one(body).await? {
+            self.ports.queue.send(Queue::pool(pool), body.trim()).await?;
+        }
+        Ok(())
+    }
+
     /// The pool to send this message's task to, or `None` to drop the message.
-    async fn route_one(&self, m: &Message) -> Result<Option<Pool>, StoreError> {
-        let Some(task) = self.task_of(m).await? else { return Ok(None) };
+    async fn route_one(&self, body: &str) -> Result<Option<Pool>, StoreError> {
+        let Some(task) = self.task_of(body).await? else { return Ok(None) };
         let pool = task.pool();
         match task.state {
             TaskState::Queued if !self.config.pools.contains(&pool) => {
@@ -303,9 +316,9 @@ impl Core {
 
     /// The task a message names; `None` (after a warning) if the body is not
     /// an id or the task is gone.
-    async fn task_of(&self, m: &Message) -> Result<Option<Task>, StoreError> {
-        let Ok(id) = m.body.trim().parse::<TaskId>() else {
-            tracing::warn!(body = %m.body, "dropping a message that is not a task id");
+    async fn task_of(&self, body: &str) -> Result<Option<Task>, StoreError> {
+        let Ok(id) = body.trim().parse::<TaskId>() else {
+            tracing::warn!(body, "dropping a message that is not a task id");
             return Ok(None);
         };
         self.ports.tasks.get(id).await
@@ -322,9 +335,9 @@ impl Core {
         let mut claims = Vec::with_capacity(msgs.len());
         let mut stale = Vec::new();
         for m in msgs {
-            match self.claim_one(queue, m).await {
+            match self.claim_one(queue, &m.body, Some(m.receipt.clone())).await {
                 Ok(ClaimStep::Claimed(claim)) => claims.push(*claim),
-                Ok(ClaimStep::Stale(receipt)) => stale.push(receipt),
+                Ok(ClaimStep::Stale) => stale.push(m.receipt),
                 Ok(ClaimStep::Finished) => {}
                 Err(e) => tracing::warn!(%pool, error = %e, "claim failed; message left for redelivery"),
             }
@@ -335,21 +348,32 @@ impl Core {
         Ok(claims)
     }
 
-    async fn claim_one(&self, queue: Queue, m: Message) -> Result<ClaimStep, StoreError> {
-        let Some(task) = self.task_of(&m).await? else { return Ok(ClaimStep::Stale(m.receipt)) };
+    /// For event-driven deployments: claims the task one pool message names
+    /// (`None` if the message is stale or a duplicate, or the task could not
+    /// be loaded and was finished as unsolvable). Pass the claim to
+    /// [`Core::finish`]; the event source deletes the message.
+    pub async fn claim_message(&self, pool: Pool, body: &str) -> Result<Option<Claim>, StoreError> {
+        match self.claim_one(Queue::pool(pool), body, None).await? {
+            ClaimStep::Claimed(claim) => Ok(Some(*claim)),
+            ClaimStep::Stale | ClaimStep::Finished => Ok(None),
+        }
+    }
+
+    async fn claim_one(&self, queue: Queue, body: &str, receipt: Option<Receipt>) -> Result<ClaimStep, StoreError> {
+        let Some(task) = self.task_of(body).await? else { return Ok(ClaimStep::Stale) };
         if task.state != TaskState::Routed || Queue::pool(task.pool()) != queue {
-            return Ok(ClaimStep::Stale(m.receipt));
+            return Ok(ClaimStep::Stale);
         }
         let t = Transition::of(&task, TaskState::Solving, self.now()).attempts(task.attempts + 1);
         if !self.ports.tasks.transition(task.id, &t).await? {
-            return Ok(ClaimStep::Stale(m.receipt));
+            return Ok(ClaimStep::Stale);
         }
         let mut task = task;
         t.apply(&mut task);
         match self.ports.tasks.image(task.id).await? {
-            Some(image) => Ok(ClaimStep::Claimed(Box::new(Claim { task, image, queue, receipt: m.receipt }))),
+            Some(image) => Ok(ClaimStep::Claimed(Box::new(Claim { task, image, queue, receipt }))),
             None => {
-                let claim = Claim { task, image: Vec::new(), queue, receipt: m.receipt };
+                let claim = Claim { task, image: Vec::new(), queue, receipt };
                 self.finish(claim, Err(SolveError::Unsolvable("image missing".into()))).await?;
                 Ok(ClaimStep::Finished)
             }
@@ -359,8 +383,17 @@ impl Core {
     /// Records the outcome of a claim: an answer is stored and the hold
     /// charged exactly once; a failure is retried via the intake queue until
     /// `max_attempts`, then the task is unsolvable and the hold released.
-    /// The claim's message is deleted in every case.
+    /// A claim taken with [`Core::claim`] has its message deleted in every case.
     pub async fn finish(&self, claim: Claim, outcome: Result<String, SolveError>) -> Result<Finished, StoreError> {
+        let result = self.record(&claim, outcome).await?;
+        if let Some(receipt) = &claim.receipt {
+            self.ports.queue.delete(claim.queue, receipt).await?;
+        }
+        Ok(result)
+    }
+
+    /// [`Core::finish`] without deleting the message.
+    async fn record(&self, claim: &Claim, outcome: Result<String, SolveError>) -> Result<Finished, StoreError> {
         let outcome = match outcome {
             Ok(answer) if answer.trim().is_empty() => Err(SolveError::Failed("empty answer".into())),
             other => other,
@@ -386,7 +419,6 @@ impl Core {
                 }
             }
         };
-        self.ports.queue.delete(claim.queue, &claim.receipt).await?;
         Ok(result)
     }
 
@@ -428,15 +460,21 @@ impl Core {
     pub async fn solve_once(&self, pool: Pool, solver: &dyn ImageSolver, max: usize) -> Result<usize, StoreError> {
         let claims = self.claim(pool, max).await?;
         let n = claims.len();
+        let mut done = Vec::with_capacity(n);
         for claim in claims {
             let outcome = match claim.task.params.image_options() {
                 Some(opts) => solver.solve(&claim.image, opts),
                 None => Err(SolveError::Unsolvable("not an image task".into())),
             };
-            let id = claim.task.id;
-            if let Err(e) = self.finish(claim, outcome).await {
-                tracing::warn!(task = id, error = %e, "finish failed; the task will be retried");
+            match self.record(&claim, outcome).await {
+                Ok(_) => done.extend(claim.receipt),
+                Err(e) => tracing::warn!(task = claim.task.id, error = %e, "finish failed; the message comes back"),
             }
+        }
+        // One delete for the batch (a crash before it only brings back
+        // messages whose tasks have moved on; they are dropped as stale).
+        if !done.is_empty() {
+            self.ports.queue.delete_batch(Queue::pool(pool), &done).await?;
         }
         Ok(n)
     }
@@ -479,7 +517,7 @@ impl Core {
             let msgs = self.ports.queue.receive(dlq, batch, cfg.visibility_timeout).await?;
             let mut done = Vec::with_capacity(msgs.len());
             for m in msgs {
-                if let Some(task) = self.task_of(&m).await?.filter(|t| !t.state.is_terminal()) {
+                if let Some(task) = self.task_of(&m.body).await?.filter(|t| !t.state.is_terminal()) {
                     if self.give_up(&task, &format!("dead-lettered from {queue}")).await? {
                         report.gave_up += 1;
                     }

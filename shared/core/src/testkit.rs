@@ -138,6 +138,7 @@ macro_rules! port_suite {
             sweep_repairs_a_hold_left_open_by_a_crash,
             sweep_purges_after_retention_and_report_window,
             recover_interrupted_requeues_solving_tasks,
+            event_driven_handlers_route_and_solve_single_messages,
             queue_visibility_timeout_and_receipts,
             queue_dead_letters_after_max_receives,
             money_ops_happen_at_most_once_per_task,
@@ -555,6 +556,26 @@ pub async fn recover_interrupted_requeues_solving_tasks(make: MakePorts) {
         assert_eq!((t.state, t.attempts), (TaskState::Solved, 2));
     }
     assert_eq!(w.account_of(&key).await.balance_micros, 3 * PRICE);
+}
+
+pub async fn event_driven_handlers_route_and_solve_single_messages(make: MakePorts) {
+    // GIVEN a submitted task, handled the way a Lambda with an SQS event source would
+    let w = World::new(make);
+    let key = w.account(5 * PRICE).await;
+    let id = w.submit(&key).await.expect("accepted");
+    let body = id.to_string();
+    // WHEN its intake message is routed (twice: at-least-once delivery)
+    w.core.route_message(&body).await.expect("route");
+    w.core.route_message(&body).await.expect("route again");
+    assert_eq!(w.task(id).await.state, TaskState::Routed);
+    // THEN its pool message is claimable once
+    let claim = w.core.claim_message(Pool::Ocr, &body).await.expect("claim").expect("claimed");
+    assert!(w.core.claim_message(Pool::Ocr, &body).await.expect("claim").is_none());
+    assert!(w.core.claim_message(Pool::Ocr, "not-an-id").await.expect("claim").is_none());
+    // AND finishing it solves and charges once, touching no queue
+    assert_eq!(w.core.finish(claim, Ok("xyz".into())).await.expect("finish"), Finished::Solved);
+    assert_eq!(w.task(id).await.answer.as_deref(), Some("xyz"));
+    assert_eq!(w.account_of(&key).await.balance_micros, 4 * PRICE);
 }
 
 // ------------------------------------------------------------------ ports

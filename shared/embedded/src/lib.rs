@@ -52,11 +52,22 @@ pub struct Options {
     pub readers: usize,
     /// How long a statement waits for another process's write lock.
     pub busy_timeout: Duration,
+    /// How often a background thread copies the WAL back into the database
+    /// (a passive checkpoint, on its own connection, so writers never pay
+    /// for it); `None` leaves it to SQLite's automatic checkpoints, which
+    /// run inside a committing write and show up as latency spikes.
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { clock: Arc::new(SystemClock), max_receives: 5, readers: 2, busy_timeout: Duration::from_secs(5) }
+        Options {
+            clock: Arc::new(SystemClock),
+            max_receives: 5,
+            readers: 2,
+            busy_timeout: Duration::from_secs(5),
+            checkpoint_every: Some(Duration::from_millis(500)),
+        }
     }
 }
 
@@ -102,20 +113,28 @@ impl EmbeddedStore {
 
         let mut writer = open_connection(&path, false, options.busy_timeout).map_err(sqlite)?;
         schema::migrate(&mut writer, &path)?;
+        if options.checkpoint_every.is_some() {
+            writer.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sqlite)?;
+        }
         let readers = (0..options.readers.max(1))
             .map(|_| open_connection(&path, true, options.busy_timeout).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()
             .map_err(sqlite)?;
-        Ok(EmbeddedStore {
+        let store = EmbeddedStore {
             inner: Arc::new(Inner {
-                path,
+                path: path.clone(),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 clock: options.clock,
                 max_receives: options.max_receives.max(1),
             }),
-        })
+        };
+        if let Some(every) = options.checkpoint_every {
+            let conn = open_connection(&store.inner.path, false, options.busy_timeout).map_err(sqlite)?;
+            spawn_checkpointer(Arc::downgrade(&store.inner), conn, every);
+        }
+        Ok(store)
     }
 
     /// The database file.
@@ -186,6 +205,22 @@ impl EmbeddedStore {
     }
 }
 
+/// Runs passive checkpoints every `every` until the store is dropped.
+fn spawn_checkpointer(store: std::sync::Weak<Inner>, conn: Connection, every: Duration) {
+    let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
+        std::thread::sleep(every);
+        if store.upgrade().is_none() {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no checkpoint thread; the WAL grows until the store is closed");
+    }
+}
+
 fn open_connection(path: &Path, read_only: bool, busy: Duration) -> rusqlite::Result<Connection> {
     // Readers open read-write (a WAL reader must be able to update the shared
     // memory index) but refuse writes with `query_only`.
@@ -201,7 +236,7 @@ fn open_connection(path: &Path, read_only: bool, busy: Duration) -> rusqlite::Re
             tracing::warn!(%mode, "SQLite refused WAL mode");
         }
     }
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;")?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000; PRAGMA journal_size_limit = 67108864;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
