@@ -64,7 +64,7 @@ impl CaptchaService for WakingService {
 
 /// Runs until `shutdown` resolves (or SIGINT/SIGTERM when `None`).
 pub async fn run(opts: ServeOptions) -> Result<()> {
-    let core = Arc::new(store::open_core(&opts.data_dir, opts.config.clone())?);
+    let core = Arc::new(store::open_core_for_serving(&opts.data_dir, opts.config.clone()).await?);
 
     // A newcomer gets a key at once.
     let admin = core.admin();
@@ -75,10 +75,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
 
     let solver: Arc<dyn ImageSolver> = Arc::new(OcrSolver::load().context("loading the OCR model")?);
-    let recovered = core.recover_interrupted().await.context("recovering interrupted tasks")?;
-    if recovered > 0 {
-        tracing::info!(recovered, "retrying tasks interrupted by the previous run");
-    }
 
     let wake = Arc::new(Wake::default());
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -59,6 +59,9 @@ impl CoreError {
     }
 }
 
+/// Most `queued` tasks [`Core::recover_interrupted`] re-sends at startup.
+const MAX_REQUEUE: usize = 1_000_000;
+
 /// A task a worker has taken: marked `solving`, image loaded.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -560,9 +563,16 @@ impl Core {
     /// For a single-process deployment at startup, before any solve worker
     /// runs: every task still `solving` was interrupted by the previous
     /// process dying, so it is retried (or given up) now rather than after
-    /// `solve_timeout`. Do not call this while other processes solve tasks.
+    /// `solve_timeout`; and every task still `queued` is sent to the intake
+    /// queue again, since the process may have died between storing it and
+    /// enqueueing it (routing is conditional, so a duplicate message is
+    /// dropped). Do not call this while other processes solve tasks.
     pub async fn recover_interrupted(&self) -> Result<usize, StoreError> {
-        let mut recovered = 0;
+        let queued = self.ports.tasks.stuck(TaskState::Queued, u64::MAX, MAX_REQUEUE).await?;
+        for task in &queued {
+            self.ports.queue.send(Queue::INTAKE, &task.id.to_string()).await?;
+        }
+        let mut recovered = queued.len();
         loop {
             let stuck = self.ports.tasks.stuck(TaskState::Solving, u64::MAX, self.config.sweep_batch).await?;
             if stuck.is_empty() {
@@ -582,6 +592,7 @@ impl Core {
     }
 
     // ------------------------------------------------------------ poll, report, balance
+
 
     /// The result of one of this key's tasks.
     pub async fn poll(&self, key: &str, id: TaskId) -> Result<TaskResult, CoreError> {
