@@ -144,13 +144,39 @@ struct StyleScore {
 struct Measured {
     styles: Vec<(String, StyleScore)>,
     model_ns: Histogram<u64>,
+    /// CPU time of the model run on this thread: what the model costs with
+    /// the waits for a shared CPU taken out.
+    model_cpu_ns: Histogram<u64>,
     total_ns: Histogram<u64>,
+}
+
+/// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`, nanosecond
+/// resolution).
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The 1-minute load average, to judge how shared the CPU was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// One pass over every image on this thread: accuracy and latency together.
 fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
     let mut model_ns = Histogram::<u64>::new(3)?;
     let mut total_ns = Histogram::<u64>::new(3)?;
+    let mut model_cpu_ns = Histogram::<u64>::new(3)?;
     // Warm-up: caches, allocator, page faults.
     for s in samples.iter().take(30) {
         let _ = ocr.recognize(&s.bytes, &constraints_for(&s.style, true));
@@ -162,10 +188,13 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         }
         let cs = constraints_for(&s.style, true);
         let t0 = Instant::now();
+        let mut model_cpu = None;
         let read = ocr.preprocess(&s.bytes).and_then(|x| {
+            let cpu0 = thread_cpu_ns();
             let t1 = Instant::now();
             let lp = ocr.infer(&x)?;
             let model = t1.elapsed();
+            model_cpu = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
             Ok((lp, model))
         });
         let (answer, model) = match read {
@@ -175,6 +204,9 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         let total = t0.elapsed();
         if let Some(model) = model {
             model_ns.record(model.as_nanos() as u64)?;
+        }
+        if let Some(cpu) = model_cpu {
+            model_cpu_ns.record(cpu.max(1))?;
         }
         total_ns.record(total.as_nanos() as u64)?;
 
@@ -199,6 +231,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
     Ok(Measured {
         styles,
         model_ns,
+        model_cpu_ns,
         total_ns,
     })
 }
@@ -313,11 +346,12 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     (h.value_at_quantile(q) as f64 / 1e6 * 1000.0).round() / 1000.0
 }
 
-fn pct(k: usize, n: usize) -> f64 {
+/// `k / n` rounded to 4 decimals.
+fn ratio(k: usize, n: usize) -> f64 {
     if n == 0 {
         0.0
     } else {
-        (k as f64 / n as f64 * 1000.0).round() / 10.0
+        (k as f64 / n as f64 * 10_000.0).round() / 10_000.0
     }
 }
 
@@ -340,6 +374,7 @@ fn main() -> Result<()> {
         samples.len()
     );
 
+    let load_before = load_average();
     let measured = measure_serial(&ocr, &samples)?;
     eprintln!("ocr-bench: accuracy and latency done; throughput on {workers} workers...");
     let images_per_s = measure_throughput(&ocr, &samples, workers, args.throughput_secs);
@@ -356,11 +391,11 @@ fn main() -> Result<()> {
         .map(|(name, s)| {
             let mut v = json!({
                 "n": s.n,
-                "exact": pct(s.exact, s.n) / 100.0,
-                "exact_ci": pct(s.exact_ci, s.n) / 100.0,
+                "exact": ratio(s.exact, s.n),
+                "exact_ci": ratio(s.exact_ci, s.n),
             });
             if name == "calc" {
-                v["answer"] = json!(pct(s.answer, s.n) / 100.0);
+                v["answer"] = json!(ratio(s.answer, s.n));
             }
             (name.clone(), v)
         })
@@ -369,7 +404,7 @@ fn main() -> Result<()> {
         (n + s.n, e + s.exact, c + s.exact_ci)
     });
     let report = json!({
-        "machine": {"cpu": cpu_model(), "cores": workers},
+        "machine": {"cpu": cpu_model(), "cores": workers, "load_average_1m_at_start": load_before},
         "versions": {
             "rustc": rustc_version(),
             "tract-onnx": locked_version("tract-onnx"),
@@ -380,9 +415,10 @@ fn main() -> Result<()> {
         "ours": {
             "model_load_ms": (load_ms * 10.0).round() / 10.0,
             "styles": ours_styles,
-            "overall": {"n": n, "exact": pct(exact, n) / 100.0, "exact_ci": pct(exact_ci, n) / 100.0},
+            "overall": {"n": n, "exact": ratio(exact, n), "exact_ci": ratio(exact_ci, n)},
             "latency_ms": {
                 "model": {"p50": ms(&measured.model_ns, 0.5), "p95": ms(&measured.model_ns, 0.95)},
+                "model_cpu": {"p50": ms(&measured.model_cpu_ns, 0.5), "p95": ms(&measured.model_cpu_ns, 0.95)},
                 "total": {"p50": ms(&measured.total_ns, 0.5), "p95": ms(&measured.total_ns, 0.95)},
             },
             "throughput": {"workers": workers, "images_per_s": images_per_s.round()},
@@ -424,6 +460,10 @@ fn print_markdown(r: &Value) {
         s(&dd["onnxruntime"]),
     );
     println!("Command: `{}`", s(&r["command"]));
+    println!(
+        "Load average (1 min) when the run started: {} — other processes share these cores.",
+        s(&r["machine"]["load_average_1m_at_start"])
+    );
     if let Some(err) = dd.get("error") {
         println!("\nddddocr anchor: not run — {}", s(err));
     }
@@ -469,6 +509,11 @@ fn print_markdown(r: &Value) {
         "| ours, model only | {} ms | {} ms |",
         s(&lat["model"]["p50"]),
         s(&lat["model"]["p95"])
+    );
+    println!(
+        "| ours, model only, thread CPU time | {} ms | {} ms |",
+        s(&lat["model_cpu"]["p50"]),
+        s(&lat["model_cpu"]["p95"])
     );
     println!(
         "| ours, whole call (decode + preprocess + model + CTC) | {} ms | {} ms |",
