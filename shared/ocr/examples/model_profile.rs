@@ -60,7 +60,7 @@ fn main() -> TractResult<()> {
     }
     let model = plan.model();
     let mut rows: Vec<_> = times.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     let total: Duration = rows.iter().map(|r| r.1).sum();
     println!(
         "per node (total {:.3} ms/run):",
