@@ -15,7 +15,7 @@ fi
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 
 cargo build --locked -p captchad
-bin="$top/target/debug/captchad"
+bin="${CARGO_TARGET_DIR:-$top/target}/debug/captchad"
 work="$(mktemp -d)"
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
