@@ -187,13 +187,20 @@ pub fn router(service: Arc<dyn CaptchaService>, cfg: ApiConfig) -> Router {
         .with_state(state)
 }
 
+/// The query merged with the body (the body wins), and whether the body
+/// could be read: callers answer a body error with their own code.
+async fn read_params(parts: &Parts, body: Body, max_bytes: usize) -> (Params, Result<(), BodyError>) {
+    let mut params = Params::from_query(parts.uri.query());
+    let read = match params::read_body(parts, body, max_bytes).await {
+        Ok(bytes) => params.merge_body(parts, bytes).await,
+        Err(e) => Err(e),
+    };
+    (params, read)
+}
+
 async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
     endpoint(req, move |parts, body| async move {
-        let mut params = Params::from_query(parts.uri.query());
-        let body_result = match params::read_body(&parts, body, app.cfg.max_body_bytes).await {
-            Ok(bytes) => params.merge_body(&parts, bytes).await,
-            Err(e) => Err(e),
-        };
+        let (params, body_result) = read_params(&parts, body, app.cfg.max_body_bytes).await;
         let flags = flags(&params);
         if let Err(e) = body_result {
             let code = match e {
@@ -222,11 +229,7 @@ async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Respons
 
 async fn res_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
     endpoint(req, move |parts, body| async move {
-        let mut params = Params::from_query(parts.uri.query());
-        let body_result = match params::read_body(&parts, body, app.cfg.max_body_bytes).await {
-            Ok(bytes) => params.merge_body(&parts, bytes).await,
-            Err(e) => Err(e),
-        };
+        let (params, body_result) = read_params(&parts, body, app.cfg.max_body_bytes).await;
         let flags = flags(&params);
         if body_result.is_err() {
             return (Reply::Error(ErrorCode::BadParameters), flags);

@@ -594,16 +594,22 @@ impl Core {
     // ------------------------------------------------------------ poll, report, balance
 
 
-    /// The result of one of this key's tasks.
-    pub async fn poll(&self, key: &str, id: TaskId) -> Result<TaskResult, CoreError> {
+    /// One of this key's tasks; another account's task, or none, is
+    /// `WrongCaptchaId` (ids are not secrets, so owners must match).
+    async fn own_task(&self, key: &str, id: TaskId) -> Result<Task, CoreError> {
         let account = self.account_of(key).await?;
-        let task = self
+        Ok(self
             .ports
             .tasks
             .get(id)
             .await?
             .filter(|t| t.account == account.id)
-            .ok_or(ErrorCode::WrongCaptchaId)?;
+            .ok_or(ErrorCode::WrongCaptchaId)?)
+    }
+
+    /// The result of one of this key's tasks.
+    pub async fn poll(&self, key: &str, id: TaskId) -> Result<TaskResult, CoreError> {
+        let task = self.own_task(key, id).await?;
         let expired = |t: &Task| {
             t.ended_ms.is_some_and(|e| self.now() > e.saturating_add(ms(self.config.result_retention)))
         };
@@ -624,14 +630,7 @@ impl Core {
     /// Records a report on a solved task within `report_window` of its
     /// submission; `Bad` refunds the charge (once).
     pub async fn report_task(&self, key: &str, id: TaskId, report: Report) -> Result<(), CoreError> {
-        let account = self.account_of(key).await?;
-        let task = self
-            .ports
-            .tasks
-            .get(id)
-            .await?
-            .filter(|t| t.account == account.id)
-            .ok_or(ErrorCode::WrongCaptchaId)?;
+        let task = self.own_task(key, id).await?;
         if task.report.is_some() {
             return Err(ErrorCode::DuplicateReport.into());
         }
