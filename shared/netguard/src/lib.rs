@@ -189,7 +189,7 @@ impl NetPolicy {
             None => return Err(NetError::BadUrl),
             Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip))?,
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip))?,
-            Some(url::Host::Domain(d)) if d.is_empty() => return Err(NetError::BadUrl),
+            Some(url::Host::Domain("")) => return Err(NetError::BadUrl),
             Some(url::Host::Domain(_)) => {}
         }
         Ok(url)
