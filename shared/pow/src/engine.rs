@@ -203,9 +203,9 @@ impl Task {
         }
     }
 
-    /// Counters per work unit a thread claims: about 64k compressions.
+    /// Counters per work unit a thread claims: about 16k compressions.
     fn chunk(&self) -> u64 {
-        (65_536 / self.algorithm.work_per_attempt(self.cost, self.key_len)).clamp(1, 65_536)
+        (16_384 / self.algorithm.work_per_attempt(self.cost, self.key_len)).clamp(1, 16_384)
     }
 
     /// Searches `0..=max_counter` on `threads` threads. Threads claim chunks
@@ -255,6 +255,11 @@ impl Task {
                         break;
                     }
                     n += 1;
+                    // Another thread may have found one: stop mid-chunk.
+                    if n & 255 == 0 && done.load(Ordering::Relaxed) {
+                        attempts.fetch_add(n - start, Ordering::Relaxed);
+                        return;
+                    }
                 }
                 attempts.fetch_add(end - start + 1, Ordering::Relaxed);
             }
