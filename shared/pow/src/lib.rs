@@ -242,7 +242,8 @@ pub(crate) async fn fetch(
         bytes.extend_from_slice(&chunk);
     }
     // Cap answers a refused redeem with an error status and a JSON reason; the caller reads it.
-    if !status.is_success() && !(status.is_client_error() && json_body.is_some()) {
+    let readable_refusal = status.is_client_error() && json_body.is_some();
+    if !status.is_success() && !readable_refusal {
         return Err(PowError::Status { url: url.to_string(), status: status.as_u16() });
     }
     Ok(Body { bytes, altcha_config })
