@@ -123,6 +123,9 @@ pub fn solve_all(
     cancelled: &(dyn Fn() -> bool + Sync),
     deadline: Option<Instant>,
 ) -> Result<(Vec<u64>, u64), (crate::engine::Stop, u64)> {
+    if threads > 1 && list.len() >= threads * 4 {
+        return solve_spread(list, threads, max_attempts, cancelled, deadline);
+    }
     let mut nonces = Vec::with_capacity(list.len());
     let mut total = 0u64;
     for (salt, target) in list {
@@ -139,6 +142,55 @@ pub fn solve_all(
         }
     }
     Ok((nonces, total))
+}
+
+/// Many small puzzles: each thread takes whole puzzles in turn (no
+/// coordination inside a puzzle), the first failure stops the rest.
+fn solve_spread(
+    list: &[(String, String)],
+    threads: usize,
+    max_attempts: u64,
+    cancelled: &(dyn Fn() -> bool + Sync),
+    deadline: Option<Instant>,
+) -> Result<(Vec<u64>, u64), (crate::engine::Stop, u64)> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let total = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let stop: Mutex<Option<crate::engine::Stop>> = Mutex::new(None);
+    let nonces: Vec<AtomicU64> = list.iter().map(|_| AtomicU64::new(0)).collect();
+    let stop_all = || cancelled() || failed.load(Ordering::Relaxed);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((salt, target)) = list.get(i) else { return };
+        let result = task(salt, target, max_attempts.saturating_sub(1))
+            .map_err(|_| crate::engine::Stop::Exhausted)
+            .and_then(|t| t.search(1, &stop_all, deadline));
+        match result {
+            Ok((f, n)) => {
+                nonces[i].store(f.counter, Ordering::Relaxed);
+                total.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(why) => {
+                // A puzzle stopped because another failed reports Cancelled: keep the first cause.
+                stop.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+                failed.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(work);
+        }
+        work();
+    });
+    let total = total.load(Ordering::Relaxed);
+    if let Some(why) = stop.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err((why, total));
+    }
+    Ok((nonces.into_iter().map(AtomicU64::into_inner).collect(), total))
 }
 
 pub(crate) async fn solve(client: &GuardedClient, page: &Url, w: CapWidget, opts: &SolveOptions) -> Result<Solution, PowError> {
@@ -205,11 +257,16 @@ mod tests {
         assert_eq!(token, "abc");
         assert_eq!(list.len(), 3);
         assert_eq!(list[0], (prng("abc1", 32), prng("abc1d", 3)));
-        let (nonces, _) = solve_all(&list, 2, 1 << 30, &|| false, None).unwrap();
-        for ((salt, target), n) in list.iter().zip(nonces) {
-            let h = hex::encode(Sha256::digest(format!("{salt}{n}")));
-            assert!(h.starts_with(target.as_str()), "{h} / {target}");
+        let many = puzzles(&json!({"challenge": {"c": 20, "s": 16, "d": 3}, "token": "many"})).unwrap().1;
+        for list in [&list, &many] {
+            let (nonces, _) = solve_all(list, 2, 1 << 30, &|| false, None).unwrap();
+            assert_eq!(nonces.len(), list.len());
+            for ((salt, target), n) in list.iter().zip(nonces) {
+                let h = hex::encode(Sha256::digest(format!("{salt}{n}")));
+                assert!(h.starts_with(target.as_str()), "{h} / {target}");
+            }
         }
+        assert!(solve_all(&many, 2, 2, &|| false, None).is_err());
     }
 
     #[test]
