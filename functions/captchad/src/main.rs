@@ -99,6 +99,8 @@ fn money(s: &str) -> Result<u64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    // ring is the one TLS provider (the HTTPS listener and the outbound clients).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

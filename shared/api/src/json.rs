@@ -31,6 +31,7 @@ impl Call {
         ("/getBalance", Call::GetBalance),
         ("/reportIncorrectImageCaptcha", Call::Report(Report::Bad)),
         ("/reportIncorrectRecaptcha", Call::Report(Report::Bad)),
+        ("/reportIncorrectHcaptcha", Call::Report(Report::Bad)),
         ("/reportIncorrect", Call::Report(Report::Bad)),
         ("/reportCorrectRecaptcha", Call::Report(Report::Good)),
         ("/reportCorrect", Call::Report(Report::Good)),
@@ -214,8 +215,8 @@ fn task_spec(t: &Map<String, Value>, policy: &NetPolicy) -> Result<TaskSpec, Err
         "RecaptchaV3TaskProxyless" | "RecaptchaV3Task" => Method::RecaptchaV3,
         "TurnstileTask" | "TurnstileTaskProxyless" => Method::Turnstile,
         "HCaptchaTask" | "HCaptchaTaskProxyless" => Method::Hcaptcha,
-        "AltchaTask" => Method::Altcha,
-        "CapTask" => Method::Cap,
+        "AltchaTask" | "AltchaTaskProxyless" => Method::Altcha,
+        "CapTask" | "CapTaskProxyless" => Method::Cap,
         _ => return Err(ErrorCode::TaskNotSupported),
     };
     let site_key = text(t.get("websiteKey"));
