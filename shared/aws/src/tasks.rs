@@ -157,8 +157,13 @@ pub(crate) async fn transact(
             Some(TransactWriteItemsError::TransactionInProgressException(_)) => true,
             _ => err.code() == Some("TransactionConflict"),
         };
-        if !conflict || attempt >= TX_ATTEMPTS {
+        if !conflict {
             return Err(sdk_error(what, err));
+        }
+        if attempt >= TX_ATTEMPTS {
+            return Err(StoreError::Unavailable(format!(
+                "{what}: still conflicting with other transactions after {attempt} attempts"
+            )));
         }
         jitter_sleep(attempt).await;
     }
