@@ -1,4 +1,4 @@
-//! `captchad account create|topup|list`: works on the same data dir while
+//! `captchad account create|topup|list|rotate-secret`: works on the same data dir while
 //! `serve` runs (the store is a WAL database shared between processes).
 
 use std::path::Path;
@@ -18,6 +18,16 @@ pub async fn create(data_dir: &Path, balance: &str) -> Result<()> {
     let created = core.admin().create(money(balance)?).await?;
     println!("{}", created.key);
     println!("account {} balance {}", created.account.id, format_money(created.account.balance_micros));
+    println!("callback signing secret {}", created.account.callback_secret);
+    Ok(())
+}
+
+/// Prints the new secret alone on the first line of stdout.
+pub async fn rotate_secret(data_dir: &Path, key: &str) -> Result<()> {
+    let core = open_core(data_dir, Config::default())?;
+    let account = core.admin().rotate_secret(key).await?;
+    println!("{}", account.callback_secret);
+    println!("account {} has a new callback signing secret; the old one no longer verifies", account.id);
     Ok(())
 }
 

@@ -65,6 +65,10 @@ struct ServeArgs {
     /// reconciled after this many seconds.
     #[arg(long, default_value_t = 300)]
     hold_repair_secs: u64,
+    /// Let page URLs and callbacks reach this private/loopback range (e.g.
+    /// 127.0.0.0/8); repeatable. By default only public addresses are reached.
+    #[arg(long = "allow-private-network", value_name = "CIDR")]
+    allow_private_network: Vec<captcha_netguard::Cidr>,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +82,8 @@ enum AccountCommand {
     Topup { key: String, amount: String },
     /// List accounts.
     List,
+    /// Give an account a new callback signing secret (printed once).
+    RotateSecret { key: String },
 }
 
 fn money(s: &str) -> Result<u64> {
@@ -110,6 +116,7 @@ async fn main() -> Result<()> {
                 ocr_workers: a.ocr_workers,
                 first_account_micros: money(&a.first_balance)?,
                 config,
+                net_policy: captcha_api::NetPolicy::allowing(a.allow_private_network),
             })
             .await
         }
@@ -117,6 +124,7 @@ async fn main() -> Result<()> {
             AccountCommand::Create { balance } => account::create(&cli.data_dir, &balance).await,
             AccountCommand::Topup { key, amount } => account::topup(&cli.data_dir, &key, &amount).await,
             AccountCommand::List => account::list(&cli.data_dir).await,
+            AccountCommand::RotateSecret { key } => account::rotate_secret(&cli.data_dir, &key).await,
         },
     }
 }

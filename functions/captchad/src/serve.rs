@@ -1,5 +1,6 @@
-//! `captchad serve`: the HTTP API, the router stage, one OCR worker per core
-//! and the sweeper, as tasks of one process over one database file.
+//! `captchad serve`: the HTTP API (classic and JSON), the router stage, one
+//! OCR worker per core, the pingback stage and the sweeper, as tasks of one
+//! process over one database file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use captcha_api::ApiConfig;
+use captcha_api::{ApiConfig, NetPolicy};
 use captcha_core::{
-    CaptchaService, Config, Core, ErrorCode, ImageSolver, Pool, Report, SubmitRequest, TaskId, TaskResult,
+    CaptchaService, Config, Core, ErrorCode, ImageSolver, PingbackOp, Pool, Report, SubmitRequest, TaskId,
+    TaskResult,
 };
+use captcha_pingback::{Deliverer, PingbackConfig};
 use tokio::sync::{watch, Notify};
 
 use crate::ocr_solver::OcrSolver;
@@ -28,6 +31,9 @@ pub struct ServeOptions {
     /// Balance of the account created on first start, in micro-units.
     pub first_account_micros: u64,
     pub config: Config,
+    /// Which addresses page URLs and callbacks may reach (public only,
+    /// plus `--allow-private-network` ranges).
+    pub net_policy: NetPolicy,
 }
 
 /// Wakes the stage loops as soon as there is work, so a task does not wait
@@ -60,6 +66,9 @@ impl CaptchaService for WakingService {
     async fn report(&self, key: &str, id: TaskId, report: Report) -> Result<(), ErrorCode> {
         self.core.report(key, id, report).await
     }
+    async fn pingbacks(&self, key: &str, op: PingbackOp) -> Result<Vec<String>, ErrorCode> {
+        self.core.pingbacks(key, op).await
+    }
 }
 
 /// Runs until `shutdown` resolves (or SIGINT/SIGTERM when `None`).
@@ -72,6 +81,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         let created = admin.create(opts.first_account_micros).await.context("creating the first account")?;
         println!("Created the first account with balance {}.", captcha_core::format_money(opts.first_account_micros));
         println!("API key: {}", created.key);
+        println!("Callback signing secret: {}", created.account.callback_secret);
     }
 
     let solver: Arc<dyn ImageSolver> = Arc::new(OcrSolver::load().context("loading the OCR model")?);
@@ -81,6 +91,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let mut stages = Vec::new();
     stages.push(tokio::spawn(route_loop(core.clone(), wake.clone(), stop_rx.clone())));
     stages.push(tokio::spawn(sweep_loop(core.clone(), wake.clone(), stop_rx.clone())));
+    let pingback_cfg = PingbackConfig { policy: opts.net_policy.clone(), ..Default::default() };
+    let deliverer = Arc::new(Deliverer::new(core.clone(), pingback_cfg).context("building the callback client")?);
+    stages.push(tokio::spawn(pingback_loop(deliverer, stop_rx.clone())));
     let workers = if opts.ocr_workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
@@ -100,7 +113,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
 
     let service: Arc<dyn CaptchaService> = Arc::new(WakingService { core: core.clone(), wake: wake.clone() });
-    let app = captcha_api::router(service, ApiConfig::default())
+    let app = captcha_api::router(service, ApiConfig::default().with_net_policy(opts.net_policy.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
 
     let shutdown = async {
@@ -205,6 +218,22 @@ async fn ocr_worker(core: Arc<Core>, wake: Arc<Wake>, solver: Arc<dyn ImageSolve
         }
         tokio::select! {
             _ = notified => {}
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Delivers callbacks; each round's attempts run concurrently, so a slow
+/// receiver delays only its own callback.
+async fn pingback_loop(deliverer: Arc<Deliverer>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        match deliverer.deliver_once().await {
+            Ok(round) if round.handled() > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pingback step failed"),
+        }
+        tokio::select! {
             _ = tokio::time::sleep(IDLE) => {}
             _ = stop.changed() => {}
         }

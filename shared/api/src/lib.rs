@@ -51,7 +51,10 @@
 //! | `post` | multipart part `file` | `OK\|<id>` / `{"status":1,"request":"<id>"}` (id as a string) |
 //! | `base64` | `body`: base64; whitespace, line breaks, a `data:image/…;base64,` prefix, the URL-safe alphabet, missing padding, `+` turned into a space and `%2B`-style escapes are tolerated | as above |
 //! | none | inferred: `post` if there is a `file` part, `base64` if there is a `body` | as above |
-//! | `userrecaptcha`, `turnstile`, `hcaptcha`, `altcha`, `cap` | (not parsed yet) | `ERROR_TASK_NOT_SUPPORTED` |
+//! | `userrecaptcha` | `googlekey` (or `sitekey`; else `ERROR_GOOGLEKEY`), `pageurl` (else `ERROR_PAGEURL`), `invisible`, `enterprise`, `data-s`, `version=v3` + `action` + `min_score`, `userAgent` | `OK\|<id>`; the answer is the token |
+//! | `turnstile` | `sitekey`, `pageurl`, `action`, `data`, `pagedata`, `userAgent`/`useragent` | as above |
+//! | `hcaptcha` | `sitekey`, `pageurl`, `invisible`, `data` | as above |
+//! | `altcha`, `cap` | `pageurl`, `engine=browser\|native` (absent: the router picks) | as above; the answer is the widget's payload / token |
 //! | anything else | | `ERROR_BAD_PARAMETERS` (the classic list has no `ERROR_NO_SUCH_METHOD`) |
 //!
 //! Image options: `phrase` 0/1, `regsense` 0/1, `numeric` 0–4, `calc` 0/1,
@@ -81,7 +84,9 @@
 //! | `get2` | `id` | `OK\|<answer>\|<price>` / `{"status":1,"request":"<answer>","price":"0.00085"}` |
 //! | `getbalance` | | bare number `12.3456` / `{"status":1,"request":"12.3456"}` |
 //! | `reportbad`, `reportgood` | `id` | `OK_REPORT_RECORDED` (core: `ERROR_REPORT_NOT_RECORDED`, `ERROR_DUPLICATE_REPORT`) |
-//! | `add_pingback`, `get_pingback`, `del_pingback` | | `ERROR_EMPTY_ACTION` until the callbacks issue (TODO in `result::pingback`) |
+//! | `add_pingback` | `addr` (http(s), not a refused address, else `ERROR_IP_ADDRES`) | `OK_PINGBACK`; once any are registered, a `pingback` outside them is `ERROR_IP_ADDRES` |
+//! | `get_pingback` | | `OK\|url\|url` (`OK\|` when none) |
+//! | `del_pingback` | `addr` (a URL or `all`) | `OK_PINGBACK` |
 //! | missing / other | | `ERROR_EMPTY_ACTION` |
 //!
 //! Checks in order: action (`ERROR_EMPTY_ACTION`), `key` present
@@ -104,6 +109,7 @@
 //! then axum's `ConnectInfo<SocketAddr>`; none of them is required.
 
 mod base64img;
+pub mod json;
 mod params;
 mod render;
 mod result;
@@ -122,6 +128,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use captcha_core::{CaptchaService, ErrorCode};
+pub use captcha_netguard::NetPolicy;
 
 use params::{BodyError, Params};
 use render::{Flags, Reply};
@@ -139,11 +146,24 @@ pub struct ApiConfig {
     /// Take the client IP from the first `X-Forwarded-For` entry. Only safe
     /// behind a proxy that sets it; off by default.
     pub trust_forwarded_for: bool,
+    /// Which addresses `pageurl`, `pingback` and `callbackUrl` may name:
+    /// public only unless ranges are allowed (the same policy the browser and
+    /// the pingback stage enforce when they connect).
+    pub net_policy: NetPolicy,
+    /// The user agent of the solving browser, returned with Turnstile
+    /// solutions in the JSON API (`userAgent`) when known.
+    pub browser_user_agent: Option<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_body_bytes: 1 << 20, max_ids: 100, trust_forwarded_for: false }
+        ApiConfig {
+            max_body_bytes: 1 << 20,
+            max_ids: 100,
+            trust_forwarded_for: false,
+            net_policy: NetPolicy::strict(),
+            browser_user_agent: None,
+        }
     }
 }
 
@@ -165,6 +185,18 @@ impl ApiConfig {
         self.trust_forwarded_for = trust;
         self
     }
+
+    /// Sets [`ApiConfig::net_policy`].
+    pub fn with_net_policy(mut self, policy: NetPolicy) -> Self {
+        self.net_policy = policy;
+        self
+    }
+
+    /// Sets [`ApiConfig::browser_user_agent`].
+    pub fn with_browser_user_agent(mut self, ua: Option<String>) -> Self {
+        self.browser_user_agent = ua;
+        self
+    }
 }
 
 /// The client's address, for hosts without `ConnectInfo` (e.g. a Lambda
@@ -178,13 +210,47 @@ struct AppState {
     cfg: ApiConfig,
 }
 
-/// The classic API: `/in.php` and `/res.php` over `service`.
+/// Both APIs over `service`: the classic `/in.php` and `/res.php`, and the
+/// JSON task API (`/createTask`, `/getTaskResult`, `/getBalance`, reports).
 pub fn router(service: Arc<dyn CaptchaService>, cfg: ApiConfig) -> Router {
     let state = Arc::new(AppState { service, cfg });
-    Router::new()
-        .route("/in.php", any(in_php))
-        .route("/res.php", any(res_php))
-        .with_state(state)
+    let mut r = Router::new().route("/in.php", any(in_php)).route("/res.php", any(res_php));
+    for (path, call) in json::Call::PATHS {
+        let call = *call;
+        r = r.route(path, any(move |state: State<Arc<AppState>>, req: Request<Body>| json_call(state, call, req)));
+    }
+    r.with_state(state)
+}
+
+/// One JSON API call: the body must be a JSON object (any content type);
+/// the answer is always JSON with HTTP 200, CORS allowed.
+async fn json_call(State(app): State<Arc<AppState>>, call: json::Call, req: Request<Body>) -> Response {
+    let on_panic = Reply::Json(json::error_body(ErrorCode::Internal));
+    endpoint(req, on_panic, move |parts, body| async move {
+        let flags = Flags { json: true, acao: true };
+        let obj = match params::read_body(&parts, body, app.cfg.max_body_bytes).await {
+            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(serde_json::Value::Object(m)) => Some(m),
+                _ => None,
+            },
+            Err(BodyError::TooLarge) => {
+                return (Reply::Json(json::error_body(ErrorCode::TooBigCaptchaFilesize)), flags);
+            }
+            Err(BodyError::Malformed) => None,
+        };
+        let ip = client_ip(&parts, &app.cfg);
+        let v = json::handle(
+            app.service.as_ref(),
+            call,
+            obj,
+            ip,
+            &app.cfg.net_policy,
+            app.cfg.browser_user_agent.as_deref(),
+        )
+        .await;
+        (Reply::Json(v), flags)
+    })
+    .await
 }
 
 /// The query merged with the body (the body wins), and whether the body
@@ -199,7 +265,7 @@ async fn read_params(parts: &Parts, body: Body, max_bytes: usize) -> (Params, Re
 }
 
 async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
-    endpoint(req, move |parts, body| async move {
+    endpoint(req, Reply::Error(ErrorCode::Internal), move |parts, body| async move {
         let (params, body_result) = read_params(&parts, body, app.cfg.max_body_bytes).await;
         let flags = flags(&params);
         if let Err(e) = body_result {
@@ -210,7 +276,7 @@ async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Respons
             return (Reply::Error(code), flags);
         }
         let ip = client_ip(&parts, &app.cfg);
-        let reply = match submit::parse_submit(params, ip) {
+        let reply = match submit::parse_submit(params, ip, &app.cfg.net_policy) {
             Err(code) => Reply::Error(code),
             Ok(req) => match app.service.submit(req).await {
                 Ok(id) => Reply::Ok(id.to_string()),
@@ -228,13 +294,13 @@ async fn in_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Respons
 }
 
 async fn res_php(State(app): State<Arc<AppState>>, req: Request<Body>) -> Response {
-    endpoint(req, move |parts, body| async move {
+    endpoint(req, Reply::Error(ErrorCode::Internal), move |parts, body| async move {
         let (params, body_result) = read_params(&parts, body, app.cfg.max_body_bytes).await;
         let flags = flags(&params);
         if body_result.is_err() {
             return (Reply::Error(ErrorCode::BadParameters), flags);
         }
-        (result::handle(app.service.as_ref(), &params, app.cfg.max_ids).await, flags)
+        (result::handle(app.service.as_ref(), &params, app.cfg.max_ids, &app.cfg.net_policy).await, flags)
     })
     .await
 }
@@ -243,10 +309,11 @@ fn flags(p: &Params) -> Flags {
     Flags { json: p.wants_json(), acao: p.wants_acao() }
 }
 
-/// Shared by both endpoints: answers CORS preflights, runs `handler` with a
-/// panic guard, and renders its reply. A panic becomes `ERROR_INTERNAL`,
-/// rendered with the flags of the query string (the body is gone by then).
-async fn endpoint<F, Fut>(req: Request<Body>, handler: F) -> Response
+/// Shared by every endpoint: answers CORS preflights, runs `handler` with a
+/// panic guard, and renders its reply. A panic becomes `on_panic`
+/// (`ERROR_INTERNAL`), rendered with the flags of the query string (the body
+/// is gone by then).
+async fn endpoint<F, Fut>(req: Request<Body>, on_panic: Reply, handler: F) -> Response
 where
     F: FnOnce(Parts, Body) -> Fut,
     Fut: Future<Output = (Reply, Flags)>,
@@ -267,7 +334,7 @@ where
         Some((reply, flags)) => reply.into_response(flags),
         None => {
             tracing::error!("handler panicked; answering ERROR_INTERNAL");
-            Reply::Error(ErrorCode::Internal).into_response(fallback_flags)
+            on_panic.into_response(fallback_flags)
         }
     }
 }
@@ -341,6 +408,9 @@ mod tests {
             panic!("injected panic")
         }
         async fn report(&self, _key: &str, _id: TaskId, _r: Report) -> Result<(), ErrorCode> {
+            Err(ErrorCode::Internal)
+        }
+        async fn pingbacks(&self, _key: &str, _op: captcha_core::PingbackOp) -> Result<Vec<String>, ErrorCode> {
             Err(ErrorCode::Internal)
         }
     }

@@ -25,11 +25,16 @@ pub(crate) enum Reply {
     /// The bare code / `{"status":0,"request":"<code>","error_text":"…"}`
     /// (`CAPCHA_NOT_READY` carries no `error_text`).
     Error(ErrorCode),
+    /// A JSON task API answer, sent as it is whatever the flags say.
+    Json(serde_json::Value),
 }
 
 impl Reply {
     /// The body and its content type.
     pub(crate) fn body(&self, json: bool) -> (String, &'static str) {
+        if let Reply::Json(v) = self {
+            return (v.to_string(), "application/json");
+        }
         if json {
             // Built by hand so `status` comes first, as the commercial services send it.
             let q = |s: &str| serde_json::Value::from(s).to_string();
@@ -46,6 +51,7 @@ impl Reply {
                     q(code.code()),
                     q(code.description())
                 ),
+                Reply::Json(v) => v.to_string(),
             };
             (v, "application/json")
         } else {
@@ -54,6 +60,7 @@ impl Reply {
                 Reply::OkPrice { answer, price } => format!("OK|{answer}|{price}"),
                 Reply::Bare(text) => text.clone(),
                 Reply::Error(code) => code.code().to_string(),
+                Reply::Json(v) => v.to_string(),
             };
             (s, "text/plain; charset=utf-8")
         }

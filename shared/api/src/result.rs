@@ -1,6 +1,7 @@
 //! `res.php`: results, balance and reports.
 
-use captcha_core::{format_money, CaptchaService, ErrorCode, Report, TaskId, TaskResult};
+use captcha_core::{format_money, CaptchaService, ErrorCode, PingbackOp, Report, TaskId, TaskResult};
+use captcha_netguard::NetPolicy;
 
 use crate::params::Params;
 use crate::render::Reply;
@@ -83,19 +84,24 @@ fn poll_result(r: Result<TaskResult, ErrorCode>, id: TaskId) -> Result<TaskResul
 }
 
 /// Answers one `res.php` request whose parameters are parsed.
-pub(crate) async fn handle(service: &dyn CaptchaService, p: &Params, max_ids: usize) -> Reply {
-    match respond(service, p, max_ids).await {
+pub(crate) async fn handle(service: &dyn CaptchaService, p: &Params, max_ids: usize, policy: &NetPolicy) -> Reply {
+    match respond(service, p, max_ids, policy).await {
         Ok(reply) => reply,
         Err(code) => Reply::Error(code),
     }
 }
 
-async fn respond(service: &dyn CaptchaService, p: &Params, max_ids: usize) -> Result<Reply, ErrorCode> {
+async fn respond(
+    service: &dyn CaptchaService,
+    p: &Params,
+    max_ids: usize,
+    policy: &NetPolicy,
+) -> Result<Reply, ErrorCode> {
     let action = Action::parse(p)?;
-    if let Action::Pingback(pa) = action {
-        return pingback(service, p, pa).await;
-    }
     let key = p.get("key").ok_or(ErrorCode::WrongUserKey)?;
+    if let Action::Pingback(pa) = action {
+        return pingback(service, key, p, pa, policy).await;
+    }
     match action {
         Action::Get if p.get("ids").is_some() => get_many(service, key, p.get("ids").unwrap_or(""), max_ids).await,
         Action::Get | Action::Get2 => {
@@ -154,12 +160,31 @@ async fn get_many(service: &dyn CaptchaService, key: &str, ids: &str, max_ids: u
     Ok(Reply::Bare(answers.join("|")))
 }
 
-/// TODO(callbacks issue): `add_pingback&addr=URL` → `OK_PINGBACK`-style reply,
-/// `get_pingback` → `OK|url|url`, `del_pingback&addr=URL|all` → `OK`, with
-/// `ERROR_IP_ADDRES` for refused addresses. Needs a pingback registry on
-/// `CaptchaService`; until then every pingback action is `ERROR_EMPTY_ACTION`.
-async fn pingback(_service: &dyn CaptchaService, _p: &Params, _action: PingbackAction) -> Result<Reply, ErrorCode> {
-    Err(ErrorCode::EmptyAction)
+/// `add_pingback&addr=URL` → `OK_PINGBACK`; `get_pingback` → `OK|url|url`
+/// (`OK|` when none); `del_pingback&addr=URL|all` → `OK_PINGBACK`. A missing,
+/// malformed or refused address (private, loopback, … unless allowed) is
+/// `ERROR_IP_ADDRES`; more than the core's maximum is `ERROR_BAD_PARAMETERS`.
+async fn pingback(
+    service: &dyn CaptchaService,
+    key: &str,
+    p: &Params,
+    action: PingbackAction,
+    policy: &NetPolicy,
+) -> Result<Reply, ErrorCode> {
+    let addr = p.get("addr");
+    let op = match action {
+        PingbackAction::Get => PingbackOp::List,
+        PingbackAction::Add => {
+            PingbackOp::Add(crate::submit::callback_url(policy, addr)?.ok_or(ErrorCode::IpAddres)?)
+        }
+        PingbackAction::Del if addr.is_some_and(|a| a.eq_ignore_ascii_case("all")) => PingbackOp::RemoveAll,
+        PingbackAction::Del => PingbackOp::Remove(addr.ok_or(ErrorCode::IpAddres)?.trim().to_string()),
+    };
+    let urls = service.pingbacks(key, op.clone()).await?;
+    Ok(match op {
+        PingbackOp::List => Reply::Ok(urls.join("|")),
+        _ => Reply::Bare("OK_PINGBACK".into()),
+    })
 }
 
 #[cfg(test)]

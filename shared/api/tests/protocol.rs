@@ -394,7 +394,14 @@ async fn submit_errors_reachable_from_the_protocol() {
             "{m}"
         );
     }
-    assert_eq!(env.get(&format!("/in.php?key={key}&method=turnstile")).await, "ERROR_TASK_NOT_SUPPORTED");
+    // Token methods are parsed (and their parameters checked) before the core
+    // says no pool takes them here.
+    assert_eq!(env.get(&format!("/in.php?key={key}&method=turnstile")).await, "ERROR_GOOGLEKEY");
+    assert_eq!(env.get(&format!("/in.php?key={key}&method=userrecaptcha&pageurl=https://a.test/")).await, "ERROR_GOOGLEKEY");
+    assert_eq!(env.get(&format!("/in.php?key={key}&method=altcha")).await, "ERROR_PAGEURL");
+    assert_eq!(env.get(&format!("/in.php?key={key}&method=cap&pageurl=http://192.168.1.1/")).await, "ERROR_PAGEURL");
+    assert_eq!(env.get(&format!("/in.php?key={key}&method=cap&pageurl=https://a.test/&engine=warp")).await, "ERROR_BAD_PARAMETERS");
+    assert_eq!(env.get(&base("&pingback=http://127.0.0.1:9/cb")).await, "ERROR_IP_ADDRES");
     assert_eq!(env.get(&base("&recaptcha=1")).await, "ERROR_TASK_NOT_SUPPORTED");
     assert_eq!(env.get(&base("&coordinatescaptcha=1")).await, "ERROR_TASK_NOT_SUPPORTED");
 
@@ -587,9 +594,27 @@ async fn res_errors_and_actions() {
     assert_eq!(env.get("/res.php").await, "ERROR_EMPTY_ACTION");
     assert_eq!(env.get(&format!("/res.php?key={key}")).await, "ERROR_EMPTY_ACTION");
     assert_eq!(env.get(&format!("/res.php?key={key}&action=fly")).await, "ERROR_EMPTY_ACTION");
-    for a in ["add_pingback&addr=https://example.test/", "get_pingback", "del_pingback&addr=all"] {
-        assert_eq!(env.get(&format!("/res.php?key={key}&action={a}")).await, "ERROR_EMPTY_ACTION", "{a}");
+    // Registered pingbacks: add, list, refuse others at submit, delete.
+    assert_eq!(env.res("action=get_pingback").await, "OK|");
+    assert_eq!(env.res("action=add_pingback&addr=https://example.test/").await, "OK_PINGBACK");
+    assert_eq!(env.res("action=add_pingback&addr=https://example.test/two").await, "OK_PINGBACK");
+    assert_eq!(env.res("action=get_pingback").await, "OK|https://example.test/|https://example.test/two");
+    let v = env.get_json(&format!("/res.php?key={key}&action=get_pingback&json=1")).await;
+    assert_eq!(v, json!({"status": 1, "request": "https://example.test/|https://example.test/two"}));
+    for bad in ["http://10.0.0.1/", "http://169.254.169.254/", "ftp://example.test/", "nonsense"] {
+        assert_eq!(env.res(&format!("action=add_pingback&addr={bad}")).await, "ERROR_IP_ADDRES", "{bad}");
     }
+    assert_eq!(env.res("action=add_pingback").await, "ERROR_IP_ADDRES");
+    let enc = b64(&captcha_png());
+    let submit_with = |cb: &str| format!("/in.php?key={key}&method=base64&pingback={cb}&{}", form(&[("body", &enc)]));
+    assert_eq!(env.get(&submit_with("https://elsewhere.test/")).await, "ERROR_IP_ADDRES");
+    assert!(env.get(&submit_with("https://example.test/two")).await.starts_with("OK|"));
+    assert_eq!(env.res("action=del_pingback&addr=https://example.test/two").await, "OK_PINGBACK");
+    assert_eq!(env.res("action=get_pingback").await, "OK|https://example.test/");
+    assert_eq!(env.res("action=del_pingback&addr=all").await, "OK_PINGBACK");
+    assert_eq!(env.res("action=get_pingback").await, "OK|");
+    assert!(env.get(&submit_with("https://elsewhere.test/")).await.starts_with("OK|"));
+    assert_eq!(env.get("/res.php?action=get_pingback").await, "ERROR_WRONG_USER_KEY");
     let v = env.get_json(&format!("/res.php?key={key}&action=fly&json=1")).await;
     assert_eq!(v["request"], "ERROR_EMPTY_ACTION");
     assert_eq!(v["status"], 0);
@@ -653,4 +678,106 @@ async fn res_accepts_every_body_format() {
     assert_eq!(v, json!({"status": 1, "request": "9.999"}));
     // Broken JSON declared as JSON.
     assert_eq!(env.post("/res.php", Some("application/json"), "{").await, "ERROR_BAD_PARAMETERS");
+}
+
+// ------------------------------------------------------------------ JSON task API
+
+impl Env {
+    async fn call(&self, path: &str, body: Value) -> Value {
+        let req = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let (headers, body) = self.send(req).await;
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+}
+
+fn error_code(v: &Value) -> (u64, &str) {
+    (v["errorId"].as_u64().unwrap_or(0), v["errorCode"].as_str().unwrap_or(""))
+}
+
+#[tokio::test]
+async fn json_api_image_task_lifecycle_with_the_real_solver() {
+    let env = Env::new().await;
+    let key = env.key.clone();
+    // Options the official clients send unset, as null/false/0.
+    let created = env
+        .call(
+            "/createTask",
+            json!({"clientKey": key, "softId": 0, "languagePool": "en", "callbackUrl": null, "task": {
+                "type": "ImageToTextTask", "body": b64(&captcha_png()), "phrase": false, "case": true,
+                "numeric": 0, "math": false, "minLength": 0, "maxLength": 0, "comment": null}}),
+        )
+        .await;
+    assert_eq!(created["errorId"], 0, "{created}");
+    let id = created["taskId"].as_u64().expect("numeric task id");
+    assert_eq!(env.call("/getTaskResult", json!({"clientKey": key, "taskId": id})).await, json!({"errorId": 0, "status": "processing"}));
+    env.drain().await;
+    let r = env.call("/getTaskResult", json!({"clientKey": key, "taskId": id})).await;
+    assert_eq!(r["status"], "ready", "{r}");
+    let text = r["solution"]["text"].as_str().expect("text");
+    let label = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ocr/validation/captcha-default/labels.tsv"))
+        .expect("labels");
+    let expected = label.lines().find_map(|l| l.strip_prefix("0001.png\t")).expect("label of 0001");
+    assert_eq!(text, expected, "the real model reads the image");
+    assert_eq!(r["cost"], "0.001");
+    assert_eq!(r["solveCount"], 1);
+    assert!(r["endTime"].as_u64() >= r["createTime"].as_u64());
+    // The same id through the classic API: one core, two protocols.
+    assert_eq!(env.res(&format!("action=get&id={id}")).await, format!("OK|{expected}"));
+
+    let b = env.call("/getBalance", json!({"clientKey": key})).await;
+    assert_eq!(b, json!({"errorId": 0, "balance": 9.999}));
+    let rep = env.call("/reportIncorrectImageCaptcha", json!({"clientKey": key, "taskId": id})).await;
+    assert_eq!(rep, json!({"errorId": 0, "status": "success"}));
+    assert_eq!(env.call("/getBalance", json!({"clientKey": key})).await["balance"], 10.0, "refunded");
+    let again = env.call("/reportCorrect", json!({"clientKey": key, "taskId": id})).await;
+    assert_eq!(error_code(&again), (16, "ERROR_NO_SUCH_CAPCHA_ID"), "a second report is refused");
+}
+
+#[tokio::test]
+async fn json_api_errors_are_http_200_with_anti_captcha_numbers() {
+    let env = Env::new().await;
+    let key = env.key.clone();
+    let img = b64(&captcha_png());
+    let cases: Vec<(&str, Value, (u64, &str))> = vec![
+        ("/createTask", json!({"task": {"type": "ImageToTextTask", "body": img}}), (1, "ERROR_KEY_DOES_NOT_EXIST")),
+        ("/createTask", json!({"clientKey": "0123456789abcdef0123456789abcdef", "task": {"type": "ImageToTextTask", "body": img}}), (1, "ERROR_KEY_DOES_NOT_EXIST")),
+        ("/createTask", json!({"clientKey": key}), (22, "ERROR_TASK_ABSENT")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask"}}), (3, "ERROR_ZERO_CAPTCHA_FILESIZE")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[0x89; 50])}}), (3, "ERROR_ZERO_CAPTCHA_FILESIZE")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 700 * 1024])}}), (4, "ERROR_TOO_BIG_CAPTCHA_FILESIZE")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 500])}}), (15, "ERROR_IMAGE_TYPE_NOT_SUPPORTED")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img, "numeric": 9}}), (22, "ERROR_TASK_ABSENT")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "FunCaptchaTaskProxyless"}}), (23, "ERROR_TASK_NOT_SUPPORTED")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/", "websiteKey": "0x4"}}), (23, "ERROR_TASK_NOT_SUPPORTED")),
+        ("/createTask", json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/"}}), (31, "ERROR_RECAPTCHA_INVALID_SITEKEY")),
+        ("/createTask", json!({"clientKey": key, "callbackUrl": "http://127.0.0.1/cb", "task": {"type": "ImageToTextTask", "body": img}}), (22, "ERROR_TASK_ABSENT")),
+        ("/getTaskResult", json!({"clientKey": key}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
+        ("/getTaskResult", json!({"clientKey": key, "taskId": 12345}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
+        ("/getTaskResult", json!({"clientKey": key, "taskId": "abc"}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
+        ("/getBalance", json!({"clientKey": "short"}), (1, "ERROR_KEY_DOES_NOT_EXIST")),
+    ];
+    for (path, body, expected) in cases {
+        let v = env.call(path, body.clone()).await;
+        assert_eq!(error_code(&v), expected, "{path} {body}");
+        assert!(v["errorDescription"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // Not JSON, or not an object: an error, never a 4xx/5xx.
+    for raw in ["not json", "[1,2]", ""] {
+        let (_, body) = env.send(Request::post("/createTask").body(Body::from(raw)).expect("request")).await;
+        let v: Value = serde_json::from_str(&body).expect("json error");
+        assert_eq!(error_code(&v), (22, "ERROR_TASK_ABSENT"), "{raw:?}");
+    }
+    // Zero balance.
+    let poor = env.other_key(0).await;
+    let v = env.call("/createTask", json!({"clientKey": poor, "task": {"type": "ImageToTextTask", "body": img}})).await;
+    assert_eq!(error_code(&v), (10, "ERROR_ZERO_BALANCE"));
+    // Another account's task is not visible.
+    let created = env.call("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img}})).await;
+    let other = env.other_key(BALANCE).await;
+    let v = env.call("/getTaskResult", json!({"clientKey": other, "taskId": created["taskId"]})).await;
+    assert_eq!(error_code(&v), (16, "ERROR_NO_SUCH_CAPCHA_ID"));
 }

@@ -76,7 +76,14 @@ fn account_from_item(table: &str, item: &Item) -> StoreResult<Account> {
         held_micros: f.n("held_micros")?,
         open_holds: f.u32("open_holds")?,
         created_ms: f.n("created_ms")?,
+        // Required: an empty key would sign callbacks anyone can forge.
+        callback_secret: f.s("callback_secret")?.to_string(),
+        pingback_urls: f.str_list("pingback_urls")?,
     })
+}
+
+fn url_list(urls: &[String]) -> AttributeValue {
+    AttributeValue::L(urls.iter().map(|u| s(u.as_str())).collect())
 }
 
 fn hold_from_item(table: &str, item: &Item) -> StoreResult<Hold> {
@@ -192,6 +199,26 @@ impl DynamoAccounts {
         }
     }
 
+    /// Sets one attribute of an existing account; `Ok(false)` if there is none.
+    async fn set_attribute(&self, id: &AccountId, attr: &str, value: AttributeValue) -> StoreResult<bool> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.tables.accounts)
+            .set_key(Some(account_key(id)))
+            .update_expression("SET #attr = :v")
+            .condition_expression("attribute_exists(account_id)")
+            .expression_attribute_names("#attr", attr)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(sdk_error("accounts update_item", e)),
+        }
+    }
+
     /// Why a hold's account update failed its condition.
     async fn refusal(&self, id: &AccountId, old: Option<&Item>, amount: u64, max_open: u32) -> StoreResult<Option<HoldOutcome>> {
         let account = match old {
@@ -218,6 +245,8 @@ impl AccountStore for DynamoAccounts {
         item.insert("available_micros".into(), n(a.available_micros()));
         item.insert("open_holds".into(), n(a.open_holds));
         item.insert("created_ms".into(), n(a.created_ms));
+        item.insert("callback_secret".into(), s(a.callback_secret.as_str()));
+        item.insert("pingback_urls".into(), url_list(&a.pingback_urls));
         let res = self
             .client
             .put_item()
@@ -472,6 +501,14 @@ impl AccountStore for DynamoAccounts {
             }
         }
         Ok(purged)
+    }
+
+    async fn set_callback_secret(&self, id: &AccountId, secret: &str) -> StoreResult<bool> {
+        self.set_attribute(id, "callback_secret", s(secret)).await
+    }
+
+    async fn set_pingback_urls(&self, id: &AccountId, urls: &[String]) -> StoreResult<bool> {
+        self.set_attribute(id, "pingback_urls", url_list(urls)).await
     }
 }
 

@@ -129,7 +129,6 @@ impl<'a> Fields<'a> {
     }
 
     /// A list of strings (`L` of `S`); missing = empty.
-    #[allow(dead_code)]
     pub(crate) fn str_list(&self, attr: &str) -> StoreResult<Vec<String>> {
         match self.item.get(attr) {
             None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),

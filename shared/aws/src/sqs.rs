@@ -54,10 +54,11 @@ impl QueueUrls {
         self.0.iter().map(|(q, u)| (*q, u.as_str()))
     }
 
-    /// The queues of a deployment, by their base names (`intake`, `ocr`, …).
+    /// The queues of a deployment (`intake`, `ocr`, `browser`, `callback`).
     pub fn known_queues() -> Vec<Queue> {
         let mut out = vec![Queue::INTAKE];
         out.extend(Pool::ALL.iter().map(|p| Queue::pool(*p)));
+        out.push(Queue::CALLBACK);
         out
     }
 
@@ -352,5 +353,6 @@ mod tests {
         assert_eq!(urls.get(Queue::INTAKE), Some("http://q/captcha-intake"));
         assert_eq!(urls.get(Queue::INTAKE.dead()), None);
         assert!(QueueUrls::known_queues().contains(&Queue::pool(Pool::Ocr)));
+        assert!(QueueUrls::known_queues().contains(&Queue::CALLBACK));
     }
 }

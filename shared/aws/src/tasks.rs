@@ -6,7 +6,8 @@
 //! (`overdue`); the transition into `solved`/`unsolvable` removes it and sets
 //! the TTL `expires_at`. Images are split into parts of at most
 //! [`IMAGE_PART_BYTES`] (an item holds 400 kB, an image up to 600 kB), written
-//! in the same transaction as the task and deleted (best effort; their own
+//! in the same transaction as the task (a task without image, e.g. a token
+//! task, has no parts) and deleted (best effort; their own
 //! `expires_at` covers a failure) when the task finishes.
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use captcha_core::domain::{Method, TaskParams, TaskState, Transition};
 use captcha_core::ports::{StoreError, StoreResult, TaskStore};
-use captcha_core::{AccountId, Report, Task, TaskId};
+use captcha_core::{AccountId, Protocol, Report, Task, TaskId};
 
 use crate::item::{n, s, sdk_error, secs_ceil, Fields, Item};
 use crate::{env_var, EnvError, Retention};
@@ -118,6 +119,11 @@ fn task_from_item(table: &str, item: &Item) -> StoreResult<Task> {
         reported_ms: f.opt_n("reported_ms")?,
         pingback: f.opt_s("pingback")?,
         soft_id: f.opt_s("soft_id")?,
+        protocol: match f.opt_s("protocol")? {
+            // Written before tasks had a protocol: the classic API was the only one.
+            None => Protocol::Classic,
+            Some(p) => Protocol::parse(&p).ok_or_else(|| f.corrupt("protocol", &format!("{p:?} is unknown")))?,
+        },
     })
 }
 
@@ -212,6 +218,7 @@ impl DynamoTasks {
         put("account_id", s(t.account.as_str()));
         put("method", s(t.method.as_str()));
         put("params", s(t.params.to_json()));
+        put("protocol", s(t.protocol.as_str()));
         put("state", s(t.state.as_str()));
         put("attempts", n(t.attempts));
         put("price_micros", n(t.price_micros));
@@ -406,7 +413,8 @@ fn task_id_of(table: &str, item: &Item) -> StoreResult<TaskId> {
 #[async_trait]
 impl TaskStore for DynamoTasks {
     async fn put_new(&self, task: &Task, image: &[u8]) -> StoreResult<bool> {
-        let chunks: Vec<&[u8]> = if image.is_empty() { vec![image] } else { image.chunks(IMAGE_PART_BYTES).collect() };
+        // Token tasks have no image: no parts at all.
+        let chunks: Vec<&[u8]> = image.chunks(IMAGE_PART_BYTES).collect();
         let parts = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let image_expires =
             secs_ceil(task.created_ms.saturating_add(u64::try_from(IMAGE_MAX_LIFE.as_millis()).unwrap_or(0)));

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use captcha_aws::{AwsStores, IMAGE_PART_BYTES};
 use captcha_core::domain::{Method, Pool, TaskParams, TaskState, Transition};
 use captcha_core::ports::{AccountStore, HoldOutcome, Queue, StoreError, TaskQueue, TaskStore};
-use captcha_core::{Account, AccountId, ImageOptions, Task};
+use captcha_core::{Account, AccountId, ImageOptions, Protocol, Task};
 use rand::RngCore;
 
 use common::fresh;
@@ -38,6 +38,7 @@ fn task(id: u64) -> Task {
         reported_ms: None,
         pingback: Some("https://example.invalid/cb".into()),
         soft_id: Some("42".into()),
+        protocol: Protocol::Json,
     }
 }
 
@@ -78,9 +79,10 @@ async fn large_images_round_trip_in_parts_and_go_with_the_task() {
     assert!(!item.contains_key("open_state"));
     let want = (T0 + 5 + 900_000).div_ceil(1000).to_string();
     assert_eq!(item.get("expires_at"), Some(&AttributeValue::N(want)));
-    // AND an empty image is stored as one empty part
+    // AND a task without image (a token task) has no parts
     assert!(store.put_new(&task(78), b"").await.expect("put"));
-    assert_eq!(store.image(78).await.expect("image"), Some(Vec::new()));
+    assert_eq!(store.image(78).await.expect("image"), None);
+    assert_eq!(store.get(78).await.expect("get").map(|t| t.protocol), Some(Protocol::Json));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -115,8 +117,17 @@ async fn fifty_racing_holds_on_ten_prices_hold_exactly_ten() {
     let _guard = f.cleanup();
     let accounts = Arc::new(f.accounts());
     let id = AccountId("c".repeat(64));
-    let acc = Account { id: id.clone(), balance_micros: 10_000, held_micros: 0, open_holds: 0, created_ms: T0 };
+    let acc = Account {
+        id: id.clone(),
+        balance_micros: 10_000,
+        held_micros: 0,
+        open_holds: 0,
+        created_ms: T0,
+        callback_secret: "whsec_test".into(),
+        pingback_urls: vec!["https://example.invalid/a".into(), "https://example.invalid/b".into()],
+    };
     assert!(accounts.create(&acc).await.expect("create"));
+    assert_eq!(accounts.get(&id).await.expect("get"), Some(acc.clone()));
     let mut handles = Vec::new();
     for task in 1..=50u64 {
         let accounts = accounts.clone();

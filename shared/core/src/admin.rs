@@ -1,9 +1,10 @@
 //! Account administration for operators (the `captchad account …` CLI):
-//! create an account (the plain key is shown once), top up, list, find.
+//! create an account (the plain key is shown once), top up, list, find,
+//! rotate the callback signing secret.
 
 use std::sync::Arc;
 
-use crate::domain::{Account, AccountId, ApiKey};
+use crate::domain::{new_callback_secret, Account, AccountId, ApiKey};
 use crate::ports::{AccountStore, Clock, StoreError};
 
 /// A freshly created account and its key — the only time the key is known.
@@ -52,6 +53,8 @@ impl AccountAdmin {
                 held_micros: 0,
                 open_holds: 0,
                 created_ms: self.clock.now_ms(),
+                callback_secret: new_callback_secret(),
+                pingback_urls: Vec::new(),
             };
             // A 128-bit key collision is impossible in practice; loop anyway.
             if self.accounts.create(&account).await? {
@@ -67,6 +70,18 @@ impl AccountAdmin {
             .top_up(&account.id, amount_micros)
             .await?
             .ok_or_else(|| AdminError::NotFound(selector.to_string()))
+    }
+
+    /// Gives the account `selector` names a new callback signing secret and
+    /// returns the account with it (the old secret stops verifying at once).
+    pub async fn rotate_secret(&self, selector: &str) -> Result<Account, AdminError> {
+        let mut account = self.find(selector).await?;
+        let secret = new_callback_secret();
+        if !self.accounts.set_callback_secret(&account.id, &secret).await? {
+            return Err(AdminError::NotFound(selector.to_string()));
+        }
+        account.callback_secret = secret;
+        Ok(account)
     }
 
     /// Every account, oldest first.

@@ -28,7 +28,9 @@ use crate::domain::{new_task_id, ApiKey, ImageFormat, Method, Pool, Task, TaskPa
 use crate::error::ErrorCode;
 use crate::ports::{HoldOutcome, Ports, Queue, Receipt, SolveError, StoreError, ImageSolver};
 use crate::ratelimit::RateLimiter;
-use crate::service::{CaptchaService, Report, SubmitRequest, TaskId, TaskResult, TaskSpec};
+use crate::service::{
+    CaptchaService, Engine, PingbackOp, Report, SubmitRequest, TaskId, TaskResult, TaskSpec, TokenOptions,
+};
 use crate::Account;
 
 /// A stage failed: either a client-visible refusal or a backend failure.
@@ -173,7 +175,16 @@ impl Core {
                 self.check_image(&image)?;
                 (image, TaskParams::Image(options))
             }
+            TaskSpec::Token { method, options } => {
+                check_token(method, &options)?;
+                (Vec::new(), TaskParams::Token(options))
+            }
         };
+        if let Some(url) = &req.pingback {
+            if !account.pingback_urls.is_empty() && !account.pingback_urls.iter().any(|u| u == url) {
+                return Err(ErrorCode::IpAddres.into());
+            }
+        }
 
         for _ in 0..ID_TRIES {
             let id = new_task_id();
@@ -208,6 +219,7 @@ impl Core {
                 reported_ms: None,
                 pingback: req.pingback.clone(),
                 soft_id: req.soft_id.clone(),
+                protocol: req.protocol,
             };
             match self.ports.tasks.put_new(&task, &image).await {
                 Ok(true) => {}
@@ -373,6 +385,9 @@ impl Core {
         }
         let mut task = task;
         t.apply(&mut task);
+        if task.method.is_token() {
+            return Ok(ClaimStep::Claimed(Box::new(Claim { task, image: Vec::new(), queue, receipt })));
+        }
         match self.ports.tasks.image(task.id).await? {
             Some(image) => Ok(ClaimStep::Claimed(Box::new(Claim { task, image, queue, receipt }))),
             None => {
@@ -408,6 +423,7 @@ impl Core {
                 let t = Transition::of(task, TaskState::Solved, now).answer(answer);
                 if self.ports.tasks.transition(task.id, &t).await? {
                     self.ports.accounts.settle(task.id, now).await?;
+                    self.enqueue_callback(task).await;
                     Finished::Solved
                 } else {
                     Finished::Superseded
@@ -454,7 +470,46 @@ impl Core {
         }
         self.ports.accounts.release(task.id, now).await?;
         tracing::info!(task = task.id, attempts = task.attempts, why, "task unsolvable");
+        self.enqueue_callback(task).await;
         Ok(true)
+    }
+
+    /// Puts a finished task with a `pingback` on the callback queue. A failure
+    /// is logged, never fails the task: the result stays readable by polling.
+    async fn enqueue_callback(&self, task: &Task) {
+        if task.pingback.is_some() {
+            if let Err(e) = self.ports.queue.send(Queue::CALLBACK, &task.id.to_string()).await {
+                tracing::warn!(task = task.id, error = %e, "could not queue the callback");
+            }
+        }
+    }
+
+    /// For the pingback stage: the finished task a callback message names and
+    /// its account (for the signing secret). `None` if the task is gone, not
+    /// finished or has no `pingback`: the message is then dropped.
+    pub async fn callback_of(&self, body: &str) -> Result<Option<(Task, Account)>, StoreError> {
+        let Some(task) = self.task_of(body).await? else { return Ok(None) };
+        if !task.state.is_terminal() || task.pingback.is_none() {
+            return Ok(None);
+        }
+        let Some(account) = self.ports.accounts.get(&task.account).await? else { return Ok(None) };
+        Ok(Some((task, account)))
+    }
+
+    /// The result a poller would see for a task (for callback bodies).
+    pub fn result_of(&self, task: &Task) -> TaskResult {
+        match task.state {
+            TaskState::Solved => TaskResult::Solved {
+                method: task.method,
+                answer: task.answer.clone().unwrap_or_default(),
+                price_micros: task.price_micros,
+                created_ms: task.created_ms,
+                ended_ms: task.ended_ms.unwrap_or(task.updated_ms),
+                attempts: task.attempts,
+            },
+            TaskState::Unsolvable => TaskResult::Unsolvable,
+            _ => TaskResult::NotReady,
+        }
     }
 
     /// [`Core::claim`] up to `max` tasks of `pool`, run `solver` on each
@@ -613,18 +668,10 @@ impl Core {
         let expired = |t: &Task| {
             t.ended_ms.is_some_and(|e| self.now() > e.saturating_add(ms(self.config.result_retention)))
         };
-        match task.state {
-            TaskState::Queued | TaskState::Routed | TaskState::Solving => Ok(TaskResult::NotReady),
-            _ if expired(&task) => Err(ErrorCode::WrongCaptchaId.into()),
-            TaskState::Solved => Ok(TaskResult::Solved {
-                answer: task.answer.clone().unwrap_or_default(),
-                price_micros: task.price_micros,
-                created_ms: task.created_ms,
-                ended_ms: task.ended_ms.unwrap_or(task.updated_ms),
-                attempts: task.attempts,
-            }),
-            TaskState::Unsolvable => Ok(TaskResult::Unsolvable),
+        if task.state.is_terminal() && expired(&task) {
+            return Err(ErrorCode::WrongCaptchaId.into());
         }
+        Ok(self.result_of(&task))
     }
 
     /// Records a report on a solved task within `report_window` of its
@@ -645,6 +692,31 @@ impl Core {
             tracing::warn!(task = id, "reportbad on a task whose charge is not refundable");
         }
         Ok(())
+    }
+
+    /// Adds, removes or lists the account's registered callback URLs (at most
+    /// [`MAX_PINGBACKS`]). The protocol layer has checked the URL's form and
+    /// address already.
+    pub async fn change_pingbacks(&self, key: &str, op: PingbackOp) -> Result<Vec<String>, CoreError> {
+        let account = self.account_of(key).await?;
+        let mut urls = account.pingback_urls.clone();
+        match op {
+            PingbackOp::List => return Ok(urls),
+            PingbackOp::Add(url) => {
+                if !urls.contains(&url) {
+                    if urls.len() >= MAX_PINGBACKS {
+                        return Err(ErrorCode::BadParameters.into());
+                    }
+                    urls.push(url);
+                }
+            }
+            PingbackOp::Remove(url) => urls.retain(|u| *u != url),
+            PingbackOp::RemoveAll => urls.clear(),
+        }
+        if urls != account.pingback_urls && !self.ports.accounts.set_pingback_urls(&account.id, &urls).await? {
+            return Err(ErrorCode::KeyDoesNotExist.into());
+        }
+        Ok(urls)
     }
 
     /// Balance minus holds, in micro-units.
@@ -670,4 +742,40 @@ impl CaptchaService for Core {
     async fn report(&self, key: &str, id: TaskId, report: Report) -> Result<(), ErrorCode> {
         self.report_task(key, id, report).await.map_err(|e| e.code())
     }
+
+    async fn pingbacks(&self, key: &str, op: PingbackOp) -> Result<Vec<String>, ErrorCode> {
+        self.change_pingbacks(key, op).await.map_err(|e| e.code())
+    }
+}
+
+/// Most callback URLs one account may register.
+pub const MAX_PINGBACKS: usize = 20;
+
+/// Longest `pageurl` / site key accepted.
+const MAX_URL_LEN: usize = 2048;
+const MAX_FIELD_LEN: usize = 512;
+
+/// The form checks of a token task: an http(s) page URL (its address is
+/// checked by the protocol layer and again when it is loaded) and a site key
+/// where the widget needs one.
+fn check_token(method: Method, o: &TokenOptions) -> Result<(), ErrorCode> {
+    let url = o.page_url.trim();
+    let lower = url.to_ascii_lowercase();
+    if url.is_empty() || url.len() > MAX_URL_LEN || !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(ErrorCode::PageUrl);
+    }
+    let key = o.site_key.as_deref().map(str::trim).unwrap_or("");
+    if method.needs_site_key()
+        && (key.is_empty() || key.len() > MAX_FIELD_LEN || !key.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ErrorCode::GoogleKey);
+    }
+    if o.engine == Some(Engine::Native) && !matches!(method, Method::Altcha | Method::Cap) {
+        return Err(ErrorCode::BadParameters);
+    }
+    let fields = [&o.action, &o.data, &o.page_data, &o.min_score, &o.user_agent];
+    if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_URL_LEN)) {
+        return Err(ErrorCode::BadParameters);
+    }
+    Ok(())
 }

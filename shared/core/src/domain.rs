@@ -9,7 +9,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::service::{ImageOptions, Report, TaskId, TaskSpec};
+use crate::service::{ImageOptions, Protocol, Report, TaskId, TaskSpec, TokenOptions};
 
 /// Task ids are drawn from `1..2^53` so JavaScript clients can hold them as numbers.
 pub const TASK_ID_LIMIT: u64 = 1 << 53;
@@ -33,15 +33,36 @@ pub fn new_task_id() -> TaskId {
 pub enum Method {
     /// A text image CAPTCHA (`method=post|base64`, `ImageToTextTask`).
     Image,
+    /// A self-hosted ALTCHA proof-of-work widget (`method=altcha`, `AltchaTask`).
+    Altcha,
+    /// A self-hosted Cap proof-of-work widget (`method=cap`, `CapTask`).
+    Cap,
+    /// Cloudflare Turnstile (`method=turnstile`, `TurnstileTask`).
+    Turnstile,
+    /// reCAPTCHA v2, invisible and enterprise included (`method=userrecaptcha`).
+    RecaptchaV2,
+    /// reCAPTCHA v3 (`method=userrecaptcha&version=v3`).
+    RecaptchaV3,
+    /// hCaptcha (`method=hcaptcha`).
+    Hcaptcha,
 }
 
 impl Method {
-    pub const ALL: &'static [Method] = &[Method::Image];
+    pub const ALL: &'static [Method] = &[
+        Method::Image,
+        Method::Altcha,
+        Method::Cap,
+        Method::Turnstile,
+        Method::RecaptchaV2,
+        Method::RecaptchaV3,
+        Method::Hcaptcha,
+    ];
 
     /// The method of a submitted task.
     pub fn of(spec: &TaskSpec) -> Method {
         match spec {
             TaskSpec::Image { .. } => Method::Image,
+            TaskSpec::Token { method, .. } => *method,
         }
     }
 
@@ -49,12 +70,29 @@ impl Method {
     pub fn pool(self) -> Pool {
         match self {
             Method::Image => Pool::Ocr,
+            _ => Pool::Browser,
         }
+    }
+
+    /// Whether the answer is a token issued by a widget on a page (not text read off an image).
+    pub fn is_token(self) -> bool {
+        self != Method::Image
+    }
+
+    /// Whether the widget needs a site key (`googlekey` / `sitekey` / `websiteKey`).
+    pub fn needs_site_key(self) -> bool {
+        matches!(self, Method::Turnstile | Method::RecaptchaV2 | Method::RecaptchaV3 | Method::Hcaptcha)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Image => "image",
+            Method::Altcha => "altcha",
+            Method::Cap => "cap",
+            Method::Turnstile => "turnstile",
+            Method::RecaptchaV2 => "recaptcha_v2",
+            Method::RecaptchaV3 => "recaptcha_v3",
+            Method::Hcaptcha => "hcaptcha",
         }
     }
 }
@@ -211,6 +249,7 @@ impl fmt::Display for TaskState {
 #[non_exhaustive]
 pub enum TaskParams {
     Image(ImageOptions),
+    Token(TokenOptions),
 }
 
 impl TaskParams {
@@ -226,6 +265,14 @@ impl TaskParams {
     pub fn image_options(&self) -> Option<&ImageOptions> {
         match self {
             TaskParams::Image(o) => Some(o),
+            TaskParams::Token(_) => None,
+        }
+    }
+
+    pub fn token_options(&self) -> Option<&TokenOptions> {
+        match self {
+            TaskParams::Token(o) => Some(o),
+            TaskParams::Image(_) => None,
         }
     }
 }
@@ -257,6 +304,8 @@ pub struct Task {
     pub reported_ms: Option<u64>,
     pub pingback: Option<String>,
     pub soft_id: Option<String>,
+    /// Which API created the task: decides the shape of its callback.
+    pub protocol: Protocol,
 }
 
 impl Task {
@@ -412,6 +461,19 @@ pub struct Account {
     /// The number of open holds, i.e. unfinished tasks.
     pub open_holds: u32,
     pub created_ms: u64,
+    /// The key that signs this account's callbacks (HMAC-SHA256). Shown when
+    /// the account is created; rotatable.
+    pub callback_secret: String,
+    /// Registered callback URLs (`add_pingback`). When any are registered, a
+    /// task's `pingback` must be one of them.
+    pub pingback_urls: Vec<String>,
+}
+
+/// A fresh callback signing secret: 128 random bits, hex, prefixed `whsec_`.
+pub fn new_callback_secret() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    format!("whsec_{}", hex::encode(bytes))
 }
 
 impl Account {

@@ -53,12 +53,12 @@ pub use crate::admin::{AccountAdmin, AdminError, CreatedAccount};
 pub use crate::config::Config;
 pub use crate::core::{Claim, Core, CoreError, Finished, SweepReport};
 pub use crate::domain::{
-    new_task_id, Account, AccountId, ApiKey, Hold, HoldState, ImageFormat, Method, Pool, Task, TaskParams,
+    new_callback_secret, new_task_id, Account, AccountId, ApiKey, Hold, HoldState, ImageFormat, Method, Pool, Task, TaskParams,
     TaskState, Transition,
 };
 pub use crate::error::ErrorCode;
 pub use crate::ports::{ImageSolver, Ports, SolveError, StoreError};
 pub use crate::service::{
-    format_money, parse_money, CaptchaService, ImageOptions, Report, SubmitRequest, TaskId,
-    TaskResult, TaskSpec,
+    format_money, parse_money, CaptchaService, Engine, ImageOptions, PingbackOp, Protocol, Report, SubmitRequest,
+    TaskId, TaskResult, TaskSpec, TokenOptions,
 };

@@ -33,12 +33,85 @@ pub struct ImageOptions {
     pub instructions: Option<String>,
 }
 
+/// How a token task's solver may work: the real browser, or the native
+/// proof-of-work solver (ALTCHA and Cap only). `None` lets the router choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Browser,
+    Native,
+}
+
+/// Options of a token task (a widget on a page that issues a token).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenOptions {
+    /// The page the widget is on (`pageurl`, `websiteURL`).
+    pub page_url: String,
+    /// `googlekey` / `sitekey` / `websiteKey`.
+    pub site_key: Option<String>,
+    /// reCAPTCHA v3 / Turnstile `action`.
+    pub action: Option<String>,
+    /// Turnstile `data` (cData), reCAPTCHA `data-s`.
+    pub data: Option<String>,
+    /// Turnstile `pagedata` (chlPageData).
+    pub page_data: Option<String>,
+    pub invisible: bool,
+    pub enterprise: bool,
+    /// reCAPTCHA v3 `min_score`, as sent (e.g. `0.3`).
+    pub min_score: Option<String>,
+    /// The client's user agent, if it sent one (informational: an honest
+    /// browser keeps its own).
+    pub user_agent: Option<String>,
+    /// Forced solver path; `None` = the router decides.
+    pub engine: Option<Engine>,
+}
+
 /// What the client asked to have solved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskSpec {
     /// An image CAPTCHA: the raw image bytes (already base64-decoded).
     Image { image: Vec<u8>, options: ImageOptions },
+    /// A token CAPTCHA of `method` (any but [`Method::Image`](crate::Method::Image)).
+    Token { method: crate::Method, options: TokenOptions },
+}
+
+/// The API a task came in through; callbacks are shaped to match it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// `in.php` / `res.php`: callbacks are `id=…&code=…` forms.
+    #[default]
+    Classic,
+    /// `createTask` / `getTaskResult`: callbacks are the `getTaskResult` JSON.
+    Json,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Classic => "classic",
+            Protocol::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "classic" => Some(Protocol::Classic),
+            "json" => Some(Protocol::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A change to an account's registered callback URLs (`res.php` pingback actions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PingbackOp {
+    Add(String),
+    List,
+    Remove(String),
+    RemoveAll,
 }
 
 /// A submit as the protocol layer parsed it.
@@ -47,10 +120,12 @@ pub struct SubmitRequest {
     /// The API key exactly as sent (validated by the core).
     pub key: String,
     pub spec: TaskSpec,
-    /// Callback URL, if any (delivery arrives with the callbacks issue).
+    /// Callback URL, if any (already checked against the outbound network
+    /// policy by the protocol layer).
     pub pingback: Option<String>,
     pub soft_id: Option<String>,
     pub client_ip: Option<IpAddr>,
+    pub protocol: Protocol,
 }
 
 /// The state of a task as a poller sees it.
@@ -58,6 +133,7 @@ pub struct SubmitRequest {
 pub enum TaskResult {
     NotReady,
     Solved {
+        method: crate::Method,
         answer: String,
         /// Price charged, in micro-units of the balance currency.
         price_micros: u64,
@@ -89,6 +165,9 @@ pub trait CaptchaService: Send + Sync {
     async fn balance(&self, key: &str) -> Result<u64, ErrorCode>;
     /// Records a report on a solved task; `Bad` refunds once within the window.
     async fn report(&self, key: &str, id: TaskId, report: Report) -> Result<(), ErrorCode>;
+    /// Changes or lists the account's registered callback URLs; returns the
+    /// list after the change.
+    async fn pingbacks(&self, key: &str, op: PingbackOp) -> Result<Vec<String>, ErrorCode>;
 }
 
 /// Formats micro-units the way the classic API prints money: `12.3456`, `0.00085`.

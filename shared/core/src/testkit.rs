@@ -103,6 +103,7 @@ pub fn image_request(key: &str, image: Vec<u8>) -> SubmitRequest {
         key: key.to_string(),
         spec: TaskSpec::Image { image, options: ImageOptions::default() },
         pingback: None,
+        protocol: crate::service::Protocol::Classic,
         soft_id: None,
         client_ip: None,
     }
@@ -150,6 +151,10 @@ macro_rules! port_suite {
             task_writes_are_conditional,
             admin_creates_finds_tops_up_and_lists,
             no_overdraft_under_50_concurrent_submits,
+            finished_tasks_with_a_pingback_queue_one_callback,
+            registered_pingbacks_restrict_submits,
+            token_tasks_need_a_browser_pool_and_carry_no_image,
+            callback_secrets_are_per_account_and_rotate,
         );
     };
     (@tests $make:path; $attrs:tt; $($name:ident),* $(,)?) => {
@@ -260,7 +265,8 @@ pub async fn happy_path_charges_the_price_once(make: MakePorts) {
     assert_eq!(w.core.solve_once(Pool::Ocr, &answer("w7xk"), 8).await.expect("solve"), 1);
     // THEN the answer is readable with its price, stage times and attempt count
     match w.core.result(&key, id).await {
-        Ok(TaskResult::Solved { answer, price_micros, created_ms, ended_ms, attempts }) => {
+        Ok(TaskResult::Solved { method, answer, price_micros, created_ms, ended_ms, attempts }) => {
+            assert_eq!(method, crate::Method::Image);
             assert_eq!(answer, "w7xk");
             assert_eq!((price_micros, created_ms, ended_ms, attempts), (PRICE, T0, T0 + 10, 1));
         }
@@ -748,6 +754,155 @@ pub async fn no_overdraft_under_50_concurrent_submits(make: MakePorts) {
     w.drain(&answer("abc")).await;
     let acc = w.account_of(&key).await;
     assert_eq!((acc.balance_micros, acc.held_micros, acc.open_holds), (0, 0, 0));
+}
+
+
+// ------------------------------------------------------------------ callbacks, tokens
+
+fn with_pingback(mut req: SubmitRequest, url: &str) -> SubmitRequest {
+    req.pingback = Some(url.to_string());
+    req
+}
+
+pub async fn finished_tasks_with_a_pingback_queue_one_callback(make: MakePorts) {
+    use crate::CaptchaService;
+    // GIVEN three tasks: one with a pingback solved, one with a pingback failing, one without
+    let w = World::with_config(make, |c| c.max_attempts = 1);
+    let key = w.account(10 * PRICE).await;
+    let ok = w.core.submit(with_pingback(image_request(&key, png(500)), "https://example.com/cb")).await.expect("ok");
+    w.core.route_once().await.expect("route");
+    w.core.solve_once(Pool::Ocr, &answer("abc"), 8).await.expect("solve");
+    let bad = w.core.submit(with_pingback(image_request(&key, png(500)), "https://example.com/cb")).await.expect("ok");
+    w.core.route_once().await.expect("route");
+    w.core.solve_once(Pool::Ocr, &failing(), 8).await.expect("solve");
+    let _plain = w.submit(&key).await.expect("ok");
+    w.drain(&answer("xyz")).await;
+    // THEN the callback queue holds exactly the two with a pingback, each once
+    let msgs = w.ports.queue.receive(Queue::CALLBACK, 10, Duration::from_secs(30)).await.expect("receive");
+    let ids: BTreeSet<String> = msgs.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(ids, BTreeSet::from([ok.to_string(), bad.to_string()]));
+    // AND the pingback stage can load each with its account's secret
+    let (task, account) = w.core.callback_of(&ok.to_string()).await.expect("store").expect("callback");
+    assert_eq!(task.state, TaskState::Solved);
+    assert!(account.callback_secret.starts_with("whsec_"));
+    assert!(matches!(w.core.result_of(&task), TaskResult::Solved { ref answer, .. } if answer == "abc"));
+    let (task, _) = w.core.callback_of(&bad.to_string()).await.expect("store").expect("callback");
+    assert_eq!(w.core.result_of(&task), TaskResult::Unsolvable);
+    // AND a message naming no task (or garbage) loads nothing
+    assert!(w.core.callback_of("12345").await.expect("store").is_none());
+    assert!(w.core.callback_of("garbage").await.expect("store").is_none());
+}
+
+pub async fn registered_pingbacks_restrict_submits(make: MakePorts) {
+    use crate::{CaptchaService, PingbackOp};
+    // GIVEN an account with no registered pingbacks: any pingback is accepted
+    let w = World::new(make);
+    let key = w.account(10 * PRICE).await;
+    w.core.submit(with_pingback(image_request(&key, png(500)), "https://a.example/cb")).await.expect("any url");
+    // WHEN it registers one (twice: no duplicate) and lists
+    let a = "https://b.example/cb".to_string();
+    assert_eq!(w.core.pingbacks(&key, PingbackOp::Add(a.clone())).await, Ok(vec![a.clone()]));
+    assert_eq!(w.core.pingbacks(&key, PingbackOp::Add(a.clone())).await, Ok(vec![a.clone()]));
+    assert_eq!(w.core.pingbacks(&key, PingbackOp::List).await, Ok(vec![a.clone()]));
+    // THEN only registered URLs are accepted, others refused with IpAddres
+    assert_eq!(
+        w.core.submit(with_pingback(image_request(&key, png(500)), "https://a.example/cb")).await,
+        Err(ErrorCode::IpAddres)
+    );
+    w.core.submit(with_pingback(image_request(&key, png(500)), &a)).await.expect("registered url");
+    // AND tasks without a pingback are unaffected
+    w.submit(&key).await.expect("no pingback");
+    // WHEN all are removed THEN any pingback is accepted again
+    w.core.pingbacks(&key, PingbackOp::Add("https://c.example/".into())).await.expect("add");
+    assert_eq!(w.core.pingbacks(&key, PingbackOp::Remove(a.clone())).await, Ok(vec!["https://c.example/".to_string()]));
+    assert_eq!(w.core.pingbacks(&key, PingbackOp::RemoveAll).await, Ok(vec![]));
+    w.core.submit(with_pingback(image_request(&key, png(500)), "https://a.example/cb")).await.expect("any url");
+    // AND an unknown key is refused
+    assert_eq!(w.core.pingbacks(&"0".repeat(32), PingbackOp::List).await, Err(ErrorCode::KeyDoesNotExist));
+}
+
+fn token_request(key: &str, method: Method, page_url: &str, site_key: Option<&str>) -> SubmitRequest {
+    SubmitRequest {
+        key: key.to_string(),
+        spec: TaskSpec::Token {
+            method,
+            options: crate::TokenOptions {
+                page_url: page_url.to_string(),
+                site_key: site_key.map(str::to_string),
+                ..Default::default()
+            },
+        },
+        pingback: None,
+        protocol: crate::service::Protocol::Json,
+        soft_id: None,
+        client_ip: None,
+    }
+}
+
+pub async fn token_tasks_need_a_browser_pool_and_carry_no_image(make: MakePorts) {
+    use crate::CaptchaService;
+    // GIVEN a deployment without a browser pool THEN token tasks are not supported
+    let w = World::new(make);
+    let key = w.account(10 * PRICE).await;
+    let req = token_request(&key, Method::Cap, "https://example.com/", None);
+    assert_eq!(w.core.submit(req).await, Err(ErrorCode::TaskNotSupported));
+
+    // GIVEN one with a browser pool
+    let w = World::with_config(make, |c| {
+        c.pools.insert(Pool::Browser);
+        for m in Method::ALL {
+            c.prices.insert(*m, PRICE);
+        }
+    });
+    let key = w.account(10 * PRICE).await;
+    // WHEN the page URL is missing or not http(s) THEN PageUrl; a missing site key THEN GoogleKey
+    for bad in ["", "ftp://example.com/", "javascript:alert(1)"] {
+        let r = w.core.submit(token_request(&key, Method::Cap, bad, None)).await;
+        assert_eq!(r, Err(ErrorCode::PageUrl), "{bad:?}");
+    }
+    let r = w.core.submit(token_request(&key, Method::Turnstile, "https://example.com/", None)).await;
+    assert_eq!(r, Err(ErrorCode::GoogleKey));
+    let mut native = token_request(&key, Method::Turnstile, "https://example.com/", Some("0x4AAA"));
+    if let TaskSpec::Token { options, .. } = &mut native.spec {
+        options.engine = Some(crate::Engine::Native);
+    }
+    assert_eq!(w.core.submit(native).await, Err(ErrorCode::BadParameters), "no native engine for Turnstile");
+    // WHEN a valid Turnstile task is submitted THEN it is routed to the browser pool and claimed without an image
+    let id = w
+        .core
+        .submit(token_request(&key, Method::Turnstile, "https://example.com/", Some("0x4AAA")))
+        .await
+        .expect("accepted");
+    w.core.route_once().await.expect("route");
+    let claims = w.core.claim(Pool::Browser, 4).await.expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].task.id, id);
+    assert!(claims[0].image.is_empty());
+    let opts = claims[0].task.params.token_options().expect("token params").clone();
+    assert_eq!(opts.site_key.as_deref(), Some("0x4AAA"));
+    assert_eq!(claims[0].task.protocol, crate::service::Protocol::Json);
+    // AND its token answer is stored and charged like any other
+    let claim = claims.into_iter().next().expect("claim");
+    assert_eq!(w.core.finish(claim, Ok("tok-123".into())).await.expect("finish"), Finished::Solved);
+    match w.core.result(&key, id).await {
+        Ok(TaskResult::Solved { method, answer, .. }) => assert_eq!((method, answer.as_str()), (Method::Turnstile, "tok-123")),
+        other => panic!("expected solved, got {other:?}"),
+    }
+    assert_eq!(w.account_of(&key).await.balance_micros, 9 * PRICE);
+}
+
+pub async fn callback_secrets_are_per_account_and_rotate(make: MakePorts) {
+    // GIVEN two accounts THEN each has its own secret
+    let w = World::new(make);
+    let a = w.core.admin().create(0).await.expect("create");
+    let b = w.core.admin().create(0).await.expect("create");
+    assert_ne!(a.account.callback_secret, b.account.callback_secret);
+    assert_eq!(w.account_of(&a.key).await.callback_secret, a.account.callback_secret);
+    // WHEN a's secret is rotated THEN the store has the new one and b is unchanged
+    let rotated = w.core.admin().rotate_secret(&a.key).await.expect("rotate");
+    assert_ne!(rotated.callback_secret, a.account.callback_secret);
+    assert_eq!(w.account_of(&a.key).await.callback_secret, rotated.callback_secret);
+    assert_eq!(w.account_of(&b.key).await.callback_secret, b.account.callback_secret);
 }
 
 #[cfg(test)]

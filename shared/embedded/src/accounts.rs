@@ -15,7 +15,7 @@ use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior}
 
 use crate::{corrupt, to_i64, to_u64, EmbeddedStore};
 
-const ACCOUNT_COLUMNS: &str = "id, balance, held, open_holds, created_ms";
+const ACCOUNT_COLUMNS: &str = "id, balance, held, open_holds, created_ms, callback_secret, pingback_urls";
 const HOLD_COLUMNS: &str = "task_id, account_id, amount, state, created_ms, closed_ms";
 
 fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
@@ -25,7 +25,13 @@ fn account_from_row(r: &Row<'_>) -> rusqlite::Result<Account> {
         held_micros: to_u64(r.get(2)?),
         open_holds: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
         created_ms: to_u64(r.get(4)?),
+        callback_secret: r.get(5)?,
+        pingback_urls: serde_json::from_str(&r.get::<_, String>(6)?).map_err(|_| corrupt(6, "pingback_urls"))?,
     })
+}
+
+fn urls_json(urls: &[String]) -> String {
+    serde_json::to_string(urls).unwrap_or_else(|_| "[]".to_string())
 }
 
 fn hold_from_row(r: &Row<'_>) -> rusqlite::Result<Hold> {
@@ -82,7 +88,8 @@ impl AccountStore for EmbeddedStore {
         self.write("create_account", move |c, _| {
             let n = c
                 .prepare_cached(
-                    "INSERT INTO accounts (id, balance, held, open_holds, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO accounts (id, balance, held, open_holds, created_ms, callback_secret, pingback_urls)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
@@ -90,7 +97,9 @@ impl AccountStore for EmbeddedStore {
                     to_i64(a.balance_micros),
                     to_i64(a.held_micros),
                     i64::from(a.open_holds),
-                    to_i64(a.created_ms)
+                    to_i64(a.created_ms),
+                    a.callback_secret,
+                    urls_json(&a.pingback_urls),
                 ])?;
             Ok(n == 1)
         })
@@ -228,6 +237,22 @@ impl AccountStore for EmbeddedStore {
                    (SELECT task_id FROM holds WHERE closed_ms IS NOT NULL AND closed_ms < ?1 LIMIT ?2)",
             )?
             .execute(params![to_i64(closed_before_ms), to_i64(limit as u64)])
+        })
+        .await
+    }
+
+    async fn set_callback_secret(&self, id: &AccountId, secret: &str) -> StoreResult<bool> {
+        let (id, secret) = (id.as_str().to_string(), secret.to_string());
+        self.write("set_callback_secret", move |c, _| {
+            Ok(c.prepare_cached("UPDATE accounts SET callback_secret = ?2 WHERE id = ?1")?.execute(params![id, secret])? == 1)
+        })
+        .await
+    }
+
+    async fn set_pingback_urls(&self, id: &AccountId, urls: &[String]) -> StoreResult<bool> {
+        let (id, urls) = (id.as_str().to_string(), urls_json(urls));
+        self.write("set_pingback_urls", move |c, _| {
+            Ok(c.prepare_cached("UPDATE accounts SET pingback_urls = ?2 WHERE id = ?1")?.execute(params![id, urls])? == 1)
         })
         .await
     }

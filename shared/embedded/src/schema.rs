@@ -67,6 +67,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_ready ON messages(queue, visible_at, id);
     ",
+    // 2: callbacks (signing secret, registered URLs) and the API a task came through.
+    "
+    ALTER TABLE accounts ADD COLUMN callback_secret TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN pingback_urls TEXT NOT NULL DEFAULT '[]';  -- JSON array
+    ALTER TABLE tasks ADD COLUMN protocol TEXT NOT NULL DEFAULT 'classic';
+    UPDATE accounts SET callback_secret = 'whsec_' || lower(hex(randomblob(16)));
+    ",
 ];
 
 /// The schema version this build writes.

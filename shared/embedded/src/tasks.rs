@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use captcha_core::domain::{Method, TaskParams, TaskState, Transition};
 use captcha_core::ports::{StoreResult, TaskStore};
-use captcha_core::{AccountId, Report, Task, TaskId};
+use captcha_core::{AccountId, Protocol, Report, Task, TaskId};
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use crate::{corrupt, to_i64, to_u64, EmbeddedStore};
 
 const COLUMNS: &str = "id, account_id, method, params, state, attempts, price, created_ms, routed_ms, started_ms, \
-                       ended_ms, updated_ms, answer, error, report, reported_ms, pingback, soft_id";
+                       ended_ms, updated_ms, answer, error, report, reported_ms, pingback, soft_id, protocol";
 
 fn report_to_i64(r: Report) -> i64 {
     match r {
@@ -58,6 +58,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         reported_ms: opt_u64(r.get(15)?),
         pingback: r.get(16)?,
         soft_id: r.get(17)?,
+        protocol: Protocol::parse(&r.get::<_, String>(18)?).ok_or_else(|| corrupt(18, "protocol"))?,
     })
 }
 
@@ -72,8 +73,8 @@ impl TaskStore for EmbeddedStore {
                 .prepare_cached(
                     "INSERT INTO tasks (id, account_id, method, params, state, attempts, price, created_ms,
                         routed_ms, started_ms, ended_ms, updated_ms, answer, error, report, reported_ms,
-                        pingback, soft_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                        pingback, soft_id, protocol)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
                      ON CONFLICT(id) DO NOTHING",
                 )?
                 .execute(params![
@@ -95,12 +96,15 @@ impl TaskStore for EmbeddedStore {
                     t.reported_ms.map(to_i64),
                     t.pingback,
                     t.soft_id,
+                    t.protocol.as_str(),
                 ])?;
             if inserted == 0 {
                 return Ok(false);
             }
-            tx.prepare_cached("INSERT OR REPLACE INTO task_images (task_id, image) VALUES (?1, ?2)")?
-                .execute(params![to_i64(t.id), image])?;
+            if !image.is_empty() {
+                tx.prepare_cached("INSERT OR REPLACE INTO task_images (task_id, image) VALUES (?1, ?2)")?
+                    .execute(params![to_i64(t.id), image])?;
+            }
             tx.commit()?;
             Ok(true)
         })

@@ -361,6 +361,16 @@ impl AccountStore for MemoryStore {
         }
         Ok(doomed.len())
     }
+
+    async fn set_callback_secret(&self, id: &AccountId, secret: &str) -> StoreResult<bool> {
+        let mut st = self.state.lock();
+        Ok(st.accounts.get_mut(id).map(|a| a.callback_secret = secret.to_string()).is_some())
+    }
+
+    async fn set_pingback_urls(&self, id: &AccountId, urls: &[String]) -> StoreResult<bool> {
+        let mut st = self.state.lock();
+        Ok(st.accounts.get_mut(id).map(|a| a.pingback_urls = urls.to_vec()).is_some())
+    }
 }
 
 impl MemoryStore {

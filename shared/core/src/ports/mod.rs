@@ -60,6 +60,8 @@ pub enum QueueKind {
     Intake,
     /// The work queue of one solver pool.
     Pool(Pool),
+    /// Callbacks to deliver (one message per finished task with a `pingback`).
+    Callback,
 }
 
 /// A queue: a stream of work, or the dead-letter queue beside it where the
@@ -72,6 +74,7 @@ pub struct Queue {
 
 impl Queue {
     pub const INTAKE: Queue = Queue { kind: QueueKind::Intake, dead_letter: false };
+    pub const CALLBACK: Queue = Queue { kind: QueueKind::Callback, dead_letter: false };
 
     pub fn pool(pool: Pool) -> Queue {
         Queue { kind: QueueKind::Pool(pool), dead_letter: false }
@@ -82,10 +85,11 @@ impl Queue {
         Queue { dead_letter: true, ..self }
     }
 
-    /// A stable name: `intake`, `ocr`, `browser`, with `-dlq` for dead letters.
+    /// A stable name: `intake`, `ocr`, `browser`, `callback`, with `-dlq` for dead letters.
     pub fn name(&self) -> String {
         let base = match self.kind {
             QueueKind::Intake => "intake",
+            QueueKind::Callback => "callback",
             QueueKind::Pool(p) => p.as_str(),
         };
         if self.dead_letter {
@@ -101,7 +105,11 @@ impl Queue {
             Some(b) => (b, true),
             None => (name, false),
         };
-        let kind = if base == "intake" { QueueKind::Intake } else { QueueKind::Pool(base.parse().ok()?) };
+        let kind = match base {
+            "intake" => QueueKind::Intake,
+            "callback" => QueueKind::Callback,
+            pool => QueueKind::Pool(pool.parse().ok()?),
+        };
         Some(Queue { kind, dead_letter: dead })
     }
 }
@@ -211,6 +219,10 @@ pub trait AccountStore: Send + Sync {
     async fn open_holds(&self, created_before_ms: u64, limit: usize) -> StoreResult<Vec<Hold>>;
     /// Forgets closed holds closed before `closed_before_ms`; returns how many.
     async fn purge_holds(&self, closed_before_ms: u64, limit: usize) -> StoreResult<usize>;
+    /// Replaces the callback signing secret; `Ok(false)` if there is no such account.
+    async fn set_callback_secret(&self, id: &AccountId, secret: &str) -> StoreResult<bool>;
+    /// Replaces the registered callback URLs; `Ok(false)` if there is no such account.
+    async fn set_pingback_urls(&self, id: &AccountId, urls: &[String]) -> StoreResult<bool>;
 }
 
 // ---------------------------------------------------------------- clock
@@ -314,7 +326,7 @@ mod tests {
 
     #[test]
     fn queue_names_round_trip() {
-        for q in [Queue::INTAKE, Queue::pool(Pool::Ocr), Queue::pool(Pool::Browser)] {
+        for q in [Queue::INTAKE, Queue::CALLBACK, Queue::pool(Pool::Ocr), Queue::pool(Pool::Browser)] {
             assert_eq!(Queue::from_name(&q.name()), Some(q));
             assert_eq!(Queue::from_name(&q.dead().name()), Some(q.dead()));
         }
