@@ -19,7 +19,7 @@ use captcha_core::domain::Pool;
 use captcha_core::ports::{Message, Queue, Receipt, StoreError, StoreResult, TaskQueue};
 
 use crate::item::sdk_error;
-use crate::{env_opt, env_var, EnvError};
+use crate::{env_opt, EnvError};
 
 /// SQS takes at most ten entries per batch call and per receive.
 const SQS_BATCH: usize = 10;
@@ -67,11 +67,17 @@ impl QueueUrls {
     /// URL + `-dlq`, the template's naming; the functions' environment only
     /// carries the queue URLs).
     pub fn from_env() -> Result<QueueUrls, EnvError> {
+        QueueUrls::from_lookup(|name| env_opt(name))
+    }
+
+    /// [`QueueUrls::from_env`] over any variable lookup.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<QueueUrls, EnvError> {
         let mut urls = QueueUrls::new();
         for q in QueueUrls::known_queues() {
             let name = q.name().to_ascii_uppercase();
-            let url = env_var(&format!("CAPTCHA_{name}_QUEUE_URL"))?;
-            let dlq = env_opt(&format!("CAPTCHA_{name}_DLQ_URL")).unwrap_or_else(|| format!("{url}-dlq"));
+            let queue_var = format!("CAPTCHA_{name}_QUEUE_URL");
+            let url = var(&queue_var).ok_or(EnvError::Missing(queue_var))?;
+            let dlq = var(&format!("CAPTCHA_{name}_DLQ_URL")).unwrap_or_else(|| format!("{url}-dlq"));
             urls.insert(q, url);
             urls.insert(q.dead(), dlq);
         }
@@ -349,10 +355,21 @@ mod tests {
 
     #[test]
     fn dlq_urls_default_to_the_template_naming() {
-        let urls = QueueUrls::new().with(Queue::INTAKE, "http://q/captcha-intake");
+        let vars = std::collections::HashMap::from([
+            ("CAPTCHA_INTAKE_QUEUE_URL", "http://q/captcha-intake"),
+            ("CAPTCHA_OCR_QUEUE_URL", "http://q/captcha-ocr"),
+            ("CAPTCHA_BROWSER_QUEUE_URL", "http://q/captcha-browser"),
+            ("CAPTCHA_CALLBACK_QUEUE_URL", "http://q/captcha-callback"),
+            ("CAPTCHA_OCR_DLQ_URL", "http://q/elsewhere"),
+        ]);
+        let urls = QueueUrls::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("urls");
         assert_eq!(urls.get(Queue::INTAKE), Some("http://q/captcha-intake"));
-        assert_eq!(urls.get(Queue::INTAKE.dead()), None);
-        assert!(QueueUrls::known_queues().contains(&Queue::pool(Pool::Ocr)));
-        assert!(QueueUrls::known_queues().contains(&Queue::CALLBACK));
+        assert_eq!(urls.get(Queue::INTAKE.dead()), Some("http://q/captcha-intake-dlq"));
+        assert_eq!(urls.get(Queue::CALLBACK.dead()), Some("http://q/captcha-callback-dlq"));
+        assert_eq!(urls.get(Queue::pool(Pool::Ocr).dead()), Some("http://q/elsewhere"));
+        assert_eq!(urls.iter().count(), 8);
+        // A missing queue URL is an error naming the variable.
+        let err = QueueUrls::from_lookup(|k| (k != "CAPTCHA_CALLBACK_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten());
+        assert_eq!(err, Err(EnvError::Missing("CAPTCHA_CALLBACK_QUEUE_URL".into())));
     }
 }
