@@ -67,7 +67,7 @@ impl QueueUrls {
     /// URL + `-dlq`, the template's naming; the functions' environment only
     /// carries the queue URLs).
     pub fn from_env() -> Result<QueueUrls, EnvError> {
-        QueueUrls::from_lookup(|name| env_opt(name))
+        QueueUrls::from_lookup(env_opt)
     }
 
     /// [`QueueUrls::from_env`] over any variable lookup.
