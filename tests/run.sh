@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): every Rust test in the
 # workspace — unit, protocol, store, OCR accuracy floors, and the end-to-end
-# tests that start the real `captchad` binary (crash/restart included) —
-# then the official client libraries against a live captchad.
+# tests that start the real `captchad` binary (crash/restart included, ALTCHA
+# and Cap pages of the Node widget site in tests/web solved natively, signed
+# callbacks) — then the official client libraries against a live captchad.
 # Installs what it needs itself; safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== widget test site (npm ci, pinned)"
+./tests/web/install.sh
 
 echo "== cargo test (workspace)"
 cargo test --workspace --locked

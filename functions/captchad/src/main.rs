@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use captcha_core::{parse_money, Config, Method};
+use captcha_core::{parse_money, Config, Method, Pool};
 use captchad::{account, serve};
 use clap::{Parser, Subcommand};
 
@@ -49,6 +49,12 @@ struct ServeArgs {
     /// Price of an image task.
     #[arg(long, default_value = "0.001")]
     price_image: String,
+    /// Price of a token task (ALTCHA, Cap, …).
+    #[arg(long, default_value = "0.003")]
+    price_token: String,
+    /// Do not run the native proof-of-work pool (ALTCHA/Cap without a browser).
+    #[arg(long)]
+    no_native_pow: bool,
     /// Unfinished tasks one key may have (ERROR_NO_SLOT_AVAILABLE beyond).
     #[arg(long, default_value_t = 1000)]
     max_in_flight: u32,
@@ -103,6 +109,13 @@ async fn main() -> Result<()> {
         Command::Serve(a) => {
             let mut config = Config::default();
             config.prices.insert(Method::Image, money(&a.price_image)?);
+            let token_price = money(&a.price_token)?;
+            for m in Method::ALL.iter().filter(|m| m.is_token()) {
+                config.prices.insert(*m, token_price);
+            }
+            if !a.no_native_pow {
+                config.pools.insert(Pool::Native);
+            }
             config.max_in_flight_per_key = a.max_in_flight;
             config.max_requests_per_sec = a.max_rps;
             config.request_burst = a.max_rps;

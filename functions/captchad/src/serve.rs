@@ -14,7 +14,9 @@ use captcha_core::{
     CaptchaService, Config, Core, ErrorCode, ImageSolver, PingbackOp, Pool, Report, SubmitRequest, TaskId,
     TaskResult,
 };
+use captcha_netguard::GuardedClient;
 use captcha_pingback::{Deliverer, PingbackConfig};
+use captcha_pow::{NativeSolver, SolveOptions};
 use tokio::sync::{watch, Notify};
 
 use crate::ocr_solver::OcrSolver;
@@ -42,6 +44,7 @@ pub struct ServeOptions {
 struct Wake {
     intake: Notify,
     ocr: Notify,
+    native: Notify,
 }
 
 /// The core as the HTTP layer sees it, plus a wake-up of the router on submit.
@@ -99,6 +102,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     } else {
         opts.ocr_workers
     };
+    if core.config().pools.contains(&Pool::Native) {
+        let client = GuardedClient::new(opts.net_policy.clone(), Duration::from_secs(15), "captchad-native-pow")
+            .context("building the native solver's client")?;
+        let solver = Arc::new(NativeSolver::new(client, SolveOptions::default()));
+        stages.push(tokio::spawn(native_worker(core.clone(), wake.clone(), solver, stop_rx.clone())));
+    }
     let mut threads = Vec::new();
     for i in 0..workers {
         let (core, wake, solver, stop) = (core.clone(), wake.clone(), solver.clone(), stop_rx.clone());
@@ -150,6 +159,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let _ = stop_tx.send(true);
     wake.intake.notify_waiters();
     wake.ocr.notify_waiters();
+    wake.native.notify_waiters();
     for s in stages {
         let _ = s.await;
     }
@@ -190,6 +200,7 @@ async fn route_loop(core: Arc<Core>, wake: Arc<Wake>, mut stop: watch::Receiver<
             Ok(0) => {}
             Ok(_) => {
                 wake.ocr.notify_waiters();
+                wake.native.notify_waiters();
                 continue;
             }
             Err(e) => tracing::warn!(error = %e, "route step failed"),
@@ -215,6 +226,29 @@ async fn ocr_worker(core: Arc<Core>, wake: Arc<Wake>, solver: Arc<dyn ImageSolve
                 continue;
             }
             Err(e) => tracing::warn!(error = %e, "solve step failed"),
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(IDLE) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The native proof-of-work pool: one task at a time, each using every core
+/// for its proof (the solver runs it on blocking threads).
+async fn native_worker(core: Arc<Core>, wake: Arc<Wake>, solver: Arc<NativeSolver>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let notified = wake.native.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match core.solve_tokens_once(Pool::Native, solver.as_ref(), 1).await {
+            Ok(0) => {}
+            Ok(_) => {
+                wake.intake.notify_one();
+                continue;
+            }
+            Err(e) => tracing::warn!(error = %e, "native solve step failed"),
         }
         tokio::select! {
             _ = notified => {}

@@ -116,3 +116,60 @@ pub async fn wait_final(http: &reqwest::Client, base: &str, key: &str, id: &str,
 pub async fn balance(http: &reqwest::Client, base: &str, key: &str) -> String {
     res(http, base, &[("key", key), ("action", "getbalance")]).await.expect("getbalance")
 }
+
+/// `captchad account create`, returning (key, callback signing secret).
+pub fn create_account_with_secret(data_dir: &Path, balance: &str) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["account", "create", "--balance", balance, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run account create");
+    assert!(out.status.success(), "account create failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let key = stdout.lines().next().expect("a first line").to_string();
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("callback signing secret "))
+        .expect("the secret is printed")
+        .to_string();
+    (key, secret)
+}
+
+/// The widget test site (`tests/web`, real altcha-lib and @cap.js/server under
+/// Node) on a free loopback port; killed on drop.
+pub struct Site {
+    child: Child,
+    pub base: String,
+}
+
+impl Site {
+    pub fn start() -> Site {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/web");
+        assert!(
+            dir.join("node_modules/altcha-lib").is_dir() && dir.join("node_modules/@cap.js/server").is_dir(),
+            "tests/web/node_modules is missing: run tests/web/install.sh"
+        );
+        let mut child = Command::new("node")
+            .args(["server.js", "--port", "0"])
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (>= 20) must be installed to run the widget site");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("LISTENING line");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad server line {line:?}"));
+        Site { child, base: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

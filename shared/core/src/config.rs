@@ -69,9 +69,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The price of a method if this deployment can solve it.
+    /// The price of a method if this deployment has a pool that solves it.
     pub fn offer(&self, method: Method) -> Option<u64> {
-        if self.pools.contains(&method.pool()) {
+        if method.pools().iter().any(|p| self.pools.contains(p)) {
             self.prices.get(&method).copied()
         } else {
             None

@@ -22,11 +22,27 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+/// Runs futures concurrently on the current task (no spawning, no extra crate).
+async fn join_all<F: std::future::Future<Output = ()>>(futs: impl IntoIterator<Item = F>) {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futs.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 use crate::admin::AccountAdmin;
 use crate::config::{ms, Config};
-use crate::domain::{new_task_id, ApiKey, ImageFormat, Method, Pool, Task, TaskParams, TaskState, Transition};
+use crate::domain::{
+    new_task_id, ApiKey, ImageFormat, Method, Pool, Task, TaskParams, TaskState, Transition, NEEDS_BROWSER,
+};
 use crate::error::ErrorCode;
-use crate::ports::{HoldOutcome, Ports, Queue, Receipt, SolveError, StoreError, ImageSolver};
+use crate::ports::{HoldOutcome, ImageSolver, Ports, Queue, QueueKind, Receipt, SolveError, StoreError, TokenSolver};
 use crate::ratelimit::RateLimiter;
 use crate::service::{
     CaptchaService, Engine, PingbackOp, Report, SubmitRequest, TaskId, TaskResult, TaskSpec, TokenOptions,
@@ -170,6 +186,15 @@ impl Core {
         }
         let method = Method::of(&req.spec);
         let price = self.config.offer(method).ok_or(ErrorCode::TaskNotSupported)?;
+        if let TaskSpec::Token { options: TokenOptions { engine: Some(engine), .. }, .. } = &req.spec {
+            let pool = match engine {
+                Engine::Browser => Pool::Browser,
+                Engine::Native => Pool::Native,
+            };
+            if method.pools().contains(&pool) && !self.config.pools.contains(&pool) {
+                return Err(ErrorCode::TaskNotSupported.into());
+            }
+        }
         let (image, params) = match req.spec {
             TaskSpec::Image { image, options } => {
                 self.check_image(&image)?;
@@ -313,20 +338,38 @@ impl Core {
     /// The pool to send this message's task to, or `None` to drop the message.
     async fn route_one(&self, body: &str) -> Result<Option<Pool>, StoreError> {
         let Some(task) = self.task_of(body).await? else { return Ok(None) };
-        let pool = task.pool();
-        match task.state {
-            TaskState::Queued if !self.config.pools.contains(&pool) => {
+        let pool = self.pick_pool(&task);
+        match (task.state, pool) {
+            (TaskState::Queued, None) => {
                 // The pool was switched off after the task was accepted.
                 self.give_up(&task, "no pool for this method").await?;
                 Ok(None)
             }
-            TaskState::Queued => {
+            (TaskState::Queued, Some(pool)) => {
                 let t = Transition::of(&task, TaskState::Routed, self.now());
                 Ok(self.ports.tasks.transition(task.id, &t).await?.then_some(pool))
             }
-            TaskState::Routed => Ok(Some(pool)),
+            (TaskState::Routed, pool) => Ok(pool),
             _ => Ok(None),
         }
+    }
+
+    /// The router's choice among the pools that can solve a task: the engine
+    /// the client forced; else, for ALTCHA and Cap, the native solver unless
+    /// it already found the page needs a browser; else the first deployed.
+    pub fn pick_pool(&self, task: &Task) -> Option<Pool> {
+        let deployed = |p: Pool| self.config.pools.contains(&p).then_some(p);
+        let candidates = task.method.pools();
+        match task.engine() {
+            Some(Engine::Browser) if candidates.contains(&Pool::Browser) => return deployed(Pool::Browser),
+            Some(Engine::Native) if candidates.contains(&Pool::Native) => return deployed(Pool::Native),
+            _ => {}
+        }
+        candidates
+            .iter()
+            .copied()
+            .filter(|p| !(*p == Pool::Native && task.needs_browser()))
+            .find_map(deployed)
     }
 
     /// The task a message names; `None` (after a warning) if the body is not
@@ -376,7 +419,11 @@ impl Core {
 
     async fn claim_one(&self, queue: Queue, body: &str, receipt: Option<Receipt>) -> Result<ClaimStep, StoreError> {
         let Some(task) = self.task_of(body).await? else { return Ok(ClaimStep::Stale) };
-        if task.state != TaskState::Routed || Queue::pool(task.pool()) != queue {
+        let in_pool = match queue.kind {
+            QueueKind::Pool(p) => task.method.pools().contains(&p),
+            _ => false,
+        };
+        if task.state != TaskState::Routed || !in_pool {
             return Ok(ClaimStep::Stale);
         }
         let t = Transition::of(&task, TaskState::Solving, self.now()).attempts(task.attempts + 1);
@@ -430,6 +477,18 @@ impl Core {
                 }
             }
             Err(SolveError::Failed(why)) => self.fail_attempt(task, &why).await?,
+            Err(SolveError::NeedsBrowser(why)) => {
+                let may_use_browser =
+                    task.engine() != Some(Engine::Native) && self.config.pools.contains(&Pool::Browser);
+                let why = format!("{NEEDS_BROWSER}{why}");
+                if may_use_browser {
+                    self.fail_attempt(task, &why).await?
+                } else if self.give_up(task, &why).await? {
+                    Finished::Unsolvable
+                } else {
+                    Finished::Superseded
+                }
+            }
             Err(SolveError::Unsolvable(why)) => {
                 if self.give_up(task, &why).await? {
                     Finished::Unsolvable
@@ -534,6 +593,25 @@ impl Core {
         if !done.is_empty() {
             self.ports.queue.delete_batch(Queue::pool(pool), &done).await?;
         }
+        Ok(n)
+    }
+
+    /// [`Core::claim`] up to `max` token tasks of `pool`, solve them
+    /// concurrently with `solver`, [`Core::finish`] each. Returns the number
+    /// of tasks handled.
+    pub async fn solve_tokens_once(&self, pool: Pool, solver: &dyn TokenSolver, max: usize) -> Result<usize, StoreError> {
+        let claims = self.claim(pool, max).await?;
+        let n = claims.len();
+        let solves = claims.into_iter().map(|claim| async move {
+            let outcome = match claim.task.params.token_options() {
+                Some(opts) => solver.solve(claim.task.method, opts).await,
+                None => Err(SolveError::Unsolvable("not a token task".into())),
+            };
+            if let Err(e) = self.finish(claim, outcome).await {
+                tracing::warn!(error = %e, "finish failed; the message comes back");
+            }
+        });
+        join_all(solves).await;
         Ok(n)
     }
 

@@ -26,7 +26,7 @@ pub fn new_task_id() -> TaskId {
     }
 }
 
-/// What kind of work a task is. One method maps to exactly one [`Pool`].
+/// What kind of work a task is. A method is solved by one of its [`Method::pools`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -66,11 +66,13 @@ impl Method {
         }
     }
 
-    /// The pool whose workers solve this method.
-    pub fn pool(self) -> Pool {
+    /// The pools whose workers can solve this method, in the router's order
+    /// of preference (the cheapest first).
+    pub fn pools(self) -> &'static [Pool] {
         match self {
-            Method::Image => Pool::Ocr,
-            _ => Pool::Browser,
+            Method::Image => &[Pool::Ocr],
+            Method::Altcha | Method::Cap => &[Pool::Native, Pool::Browser],
+            _ => &[Pool::Browser],
         }
     }
 
@@ -120,17 +122,21 @@ impl FromStr for Method {
 pub enum Pool {
     /// Text recognition on images (the OCR model).
     Ocr,
-    /// A headless browser (token CAPTCHAs); not deployed yet.
+    /// A real headless browser (token CAPTCHAs).
     Browser,
+    /// Native proof-of-work solvers (ALTCHA, Cap) that read the widget's
+    /// challenge without running the page's scripts.
+    Native,
 }
 
 impl Pool {
-    pub const ALL: &'static [Pool] = &[Pool::Ocr, Pool::Browser];
+    pub const ALL: &'static [Pool] = &[Pool::Ocr, Pool::Browser, Pool::Native];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Pool::Ocr => "ocr",
             Pool::Browser => "browser",
+            Pool::Native => "native",
         }
     }
 }
@@ -308,9 +314,19 @@ pub struct Task {
     pub protocol: Protocol,
 }
 
+/// Marks a task's `error` when its last attempt found that the page needs a
+/// real browser; the router then sends it to the browser pool.
+pub const NEEDS_BROWSER: &str = "needs a browser: ";
+
 impl Task {
-    pub fn pool(&self) -> Pool {
-        self.method.pool()
+    /// Whether the native solver found that this task's page needs a browser.
+    pub fn needs_browser(&self) -> bool {
+        self.error.as_deref().is_some_and(|e| e.starts_with(NEEDS_BROWSER))
+    }
+
+    /// The engine the client forced, if any.
+    pub fn engine(&self) -> Option<crate::Engine> {
+        self.params.token_options().and_then(|o| o.engine)
     }
 }
 

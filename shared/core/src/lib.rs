@@ -57,7 +57,7 @@ pub use crate::domain::{
     TaskState, Transition,
 };
 pub use crate::error::ErrorCode;
-pub use crate::ports::{ImageSolver, Ports, SolveError, StoreError};
+pub use crate::ports::{ImageSolver, Ports, SolveError, StoreError, TokenSolver};
 pub use crate::service::{
     format_money, parse_money, CaptchaService, Engine, ImageOptions, PingbackOp, Protocol, Report, SubmitRequest,
     TaskId, TaskResult, TaskSpec, TokenOptions,

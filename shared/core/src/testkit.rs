@@ -155,6 +155,7 @@ macro_rules! port_suite {
             registered_pingbacks_restrict_submits,
             token_tasks_need_a_browser_pool_and_carry_no_image,
             callback_secrets_are_per_account_and_rotate,
+            router_sends_pow_widgets_native_first_then_to_the_browser,
         );
     };
     (@tests $make:path; $attrs:tt; $($name:ident),* $(,)?) => {
@@ -903,6 +904,98 @@ pub async fn callback_secrets_are_per_account_and_rotate(make: MakePorts) {
     assert_ne!(rotated.callback_secret, a.account.callback_secret);
     assert_eq!(w.account_of(&a.key).await.callback_secret, rotated.callback_secret);
     assert_eq!(w.account_of(&b.key).await.callback_secret, b.account.callback_secret);
+}
+
+/// A token solver that answers from a script: `Ok(token)` or an error per call.
+struct Scripted(parking_lot::Mutex<Vec<Result<String, SolveError>>>, parking_lot::Mutex<Vec<Method>>);
+
+#[async_trait::async_trait]
+impl crate::TokenSolver for Scripted {
+    async fn solve(&self, method: Method, _o: &crate::TokenOptions) -> Result<String, SolveError> {
+        self.1.lock().push(method);
+        let mut script = self.0.lock();
+        if script.is_empty() {
+            Err(SolveError::Failed("script exhausted".into()))
+        } else {
+            script.remove(0)
+        }
+    }
+}
+
+fn scripted(steps: Vec<Result<String, SolveError>>) -> Scripted {
+    Scripted(parking_lot::Mutex::new(steps), parking_lot::Mutex::new(Vec::new()))
+}
+
+pub async fn router_sends_pow_widgets_native_first_then_to_the_browser(make: MakePorts) {
+    use crate::{CaptchaService, Engine};
+    let all_pools = |c: &mut Config| {
+        c.pools.extend([Pool::Browser, Pool::Native]);
+        for m in Method::ALL {
+            c.prices.insert(*m, PRICE);
+        }
+    };
+    // GIVEN both token pools
+    let w = World::with_config(make, all_pools);
+    let key = w.account(10 * PRICE).await;
+    let cap = |engine| {
+        let mut r = token_request(&key, Method::Cap, "https://example.com/", None);
+        if let TaskSpec::Token { options, .. } = &mut r.spec {
+            options.engine = engine;
+        }
+        r
+    };
+    // WHEN a Cap task with no engine is routed THEN it goes to the native pool
+    let id = w.core.submit(cap(None)).await.expect("accepted");
+    w.core.route_once().await.expect("route");
+    assert!(w.core.claim(Pool::Browser, 4).await.expect("claim").is_empty());
+    // AND when the native solver finds the page needs a browser THEN the retry goes to the browser pool
+    let native = scripted(vec![Err(SolveError::NeedsBrowser("script-only widget".into()))]);
+    assert_eq!(w.core.solve_tokens_once(Pool::Native, &native, 4).await.expect("solve"), 1);
+    assert!(w.task(id).await.needs_browser());
+    w.core.route_once().await.expect("route");
+    let browser = scripted(vec![Ok("cap-token".into())]);
+    assert_eq!(w.core.solve_tokens_once(Pool::Native, &native, 4).await.expect("solve"), 0);
+    assert_eq!(w.core.solve_tokens_once(Pool::Browser, &browser, 4).await.expect("solve"), 1);
+    assert!(matches!(w.core.result(&key, id).await, Ok(TaskResult::Solved { ref answer, attempts: 2, .. }) if answer == "cap-token"));
+
+    // WHEN the client forces the browser THEN the native pool never sees it
+    let id = w.core.submit(cap(Some(Engine::Browser))).await.expect("accepted");
+    w.core.route_once().await.expect("route");
+    assert!(w.core.claim(Pool::Native, 4).await.expect("claim").is_empty());
+    let browser = scripted(vec![Ok("t2".into())]);
+    assert_eq!(w.core.solve_tokens_once(Pool::Browser, &browser, 4).await.expect("solve"), 1);
+    assert!(matches!(w.core.result(&key, id).await, Ok(TaskResult::Solved { .. })));
+
+    // WHEN the client forces native and the page needs a browser THEN it is unsolvable at once, not charged
+    let before = w.account_of(&key).await.balance_micros;
+    let id = w.core.submit(cap(Some(Engine::Native))).await.expect("accepted");
+    w.core.route_once().await.expect("route");
+    let native = scripted(vec![Err(SolveError::NeedsBrowser("x".into()))]);
+    w.core.solve_tokens_once(Pool::Native, &native, 4).await.expect("solve");
+    assert_eq!(w.core.result(&key, id).await, Ok(TaskResult::Unsolvable));
+    assert_eq!(w.account_of(&key).await.balance_micros, before);
+
+    // GIVEN only the native pool THEN a forced browser is not supported, and a page that needs one is unsolvable
+    let w = World::with_config(make, |c| {
+        all_pools(c);
+        c.pools.remove(&Pool::Browser);
+    });
+    let key = w.account(10 * PRICE).await;
+    let mut forced = token_request(&key, Method::Altcha, "https://example.com/", None);
+    if let TaskSpec::Token { options, .. } = &mut forced.spec {
+        options.engine = Some(Engine::Browser);
+    }
+    assert_eq!(w.core.submit(forced).await, Err(ErrorCode::TaskNotSupported));
+    assert_eq!(
+        w.core.submit(token_request(&key, Method::Turnstile, "https://example.com/", Some("k"))).await,
+        Err(ErrorCode::TaskNotSupported),
+        "Turnstile needs the browser pool"
+    );
+    let id = w.core.submit(token_request(&key, Method::Altcha, "https://example.com/", None)).await.expect("ok");
+    w.core.route_once().await.expect("route");
+    let native = scripted(vec![Err(SolveError::NeedsBrowser("x".into()))]);
+    w.core.solve_tokens_once(Pool::Native, &native, 4).await.expect("solve");
+    assert_eq!(w.core.result(&key, id).await, Ok(TaskResult::Unsolvable));
 }
 
 #[cfg(test)]

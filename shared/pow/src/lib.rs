@@ -24,11 +24,15 @@
 //!   redeemed token.
 //! - [`engine`]: the key derivations and the parallel counter search.
 //! - [`html`]: the start-tag scanner.
+//! - [`port`]: [`NativeSolver`], the core's `TokenSolver` port (the `native` pool).
 
 pub mod altcha;
 pub mod cap;
 pub mod engine;
 pub mod html;
+pub mod port;
+
+pub use port::NativeSolver;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

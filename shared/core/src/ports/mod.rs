@@ -7,6 +7,7 @@
 //! | [`AccountStore`] | balances and per-task holds, atomic and exactly-once | memory, SQLite, DynamoDB |
 //! | [`Clock`] | the current Unix time in ms | system, manual (tests) |
 //! | [`ImageSolver`] | image → text, sync and CPU-bound | the OCR crate (wired by the binary) |
+//! | [`TokenSolver`] | page → widget token, async | the browser pool, the native PoW solvers |
 //!
 //! [`memory`] holds an in-memory adapter of every storage port, used by the
 //! unit tests and usable as a throwaway backend.
@@ -282,6 +283,10 @@ pub enum SolveError {
     /// becomes unsolvable at once.
     #[error("unsolvable: {0}")]
     Unsolvable(String),
+    /// The native solver cannot do this page (its widget needs scripts run);
+    /// the task goes to the browser pool if it may, else it is unsolvable.
+    #[error("needs a browser: {0}")]
+    NeedsBrowser(String),
 }
 
 /// Reads the text in an image. Synchronous and CPU-bound: call it from a
@@ -297,6 +302,13 @@ where
     fn solve(&self, image: &[u8], opts: &ImageOptions) -> Result<String, SolveError> {
         self(image, opts)
     }
+}
+
+/// Solves a token task (a widget on a page): the browser pool or the native
+/// proof-of-work solvers. Async: it waits on the network and on the page.
+#[async_trait]
+pub trait TokenSolver: Send + Sync {
+    async fn solve(&self, method: crate::Method, options: &crate::TokenOptions) -> Result<String, SolveError>;
 }
 
 // ---------------------------------------------------------------- bundle
@@ -326,7 +338,7 @@ mod tests {
 
     #[test]
     fn queue_names_round_trip() {
-        for q in [Queue::INTAKE, Queue::CALLBACK, Queue::pool(Pool::Ocr), Queue::pool(Pool::Browser)] {
+        for q in [Queue::INTAKE, Queue::CALLBACK, Queue::pool(Pool::Ocr), Queue::pool(Pool::Browser), Queue::pool(Pool::Native)] {
             assert_eq!(Queue::from_name(&q.name()), Some(q));
             assert_eq!(Queue::from_name(&q.dead().name()), Some(q.dead()));
         }
