@@ -16,7 +16,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use captcha_core::domain::Pool;
-use captcha_core::ports::{Message, Queue, Receipt, StoreError, StoreResult, TaskQueue};
+use captcha_core::ports::{Message, Queue, QueueKind, Receipt, StoreError, StoreResult, TaskQueue};
 
 use crate::item::sdk_error;
 use crate::{env_opt, EnvError};
@@ -54,7 +54,7 @@ impl QueueUrls {
         self.0.iter().map(|(q, u)| (*q, u.as_str()))
     }
 
-    /// The queues of a deployment (`intake`, `ocr`, `browser`, `callback`).
+    /// The queues a deployment may have: intake, one per pool, callback.
     pub fn known_queues() -> Vec<Queue> {
         let mut out = vec![Queue::INTAKE];
         out.extend(Pool::ALL.iter().map(|p| Queue::pool(*p)));
@@ -62,10 +62,12 @@ impl QueueUrls {
         out
     }
 
-    /// `CAPTCHA_<NAME>_QUEUE_URL` for every known queue (required) and
+    /// `CAPTCHA_<NAME>_QUEUE_URL` for every known queue and
     /// `CAPTCHA_<NAME>_DLQ_URL` for its dead-letter queue (default: the queue
     /// URL + `-dlq`, the template's naming; the functions' environment only
-    /// carries the queue URLs).
+    /// carries the queue URLs). Intake and callback are required; a pool
+    /// without a URL is not deployed (using its queue is an error, and the
+    /// core's `Config::pools` should not list it).
     pub fn from_env() -> Result<QueueUrls, EnvError> {
         QueueUrls::from_lookup(env_opt)
     }
@@ -76,7 +78,11 @@ impl QueueUrls {
         for q in QueueUrls::known_queues() {
             let name = q.name().to_ascii_uppercase();
             let queue_var = format!("CAPTCHA_{name}_QUEUE_URL");
-            let url = var(&queue_var).ok_or(EnvError::Missing(queue_var))?;
+            let url = match var(&queue_var) {
+                Some(url) => url,
+                None if matches!(q.kind, QueueKind::Pool(_)) => continue,
+                None => return Err(EnvError::Missing(queue_var)),
+            };
             let dlq = var(&format!("CAPTCHA_{name}_DLQ_URL")).unwrap_or_else(|| format!("{url}-dlq"));
             urls.insert(q, url);
             urls.insert(q.dead(), dlq);
@@ -367,7 +373,10 @@ mod tests {
         assert_eq!(urls.get(Queue::INTAKE.dead()), Some("http://q/captcha-intake-dlq"));
         assert_eq!(urls.get(Queue::CALLBACK.dead()), Some("http://q/captcha-callback-dlq"));
         assert_eq!(urls.get(Queue::pool(Pool::Ocr).dead()), Some("http://q/elsewhere"));
+        // A pool without a URL (native here) is not deployed.
+        assert_eq!(urls.get(Queue::pool(Pool::Native)), None);
         assert_eq!(urls.iter().count(), 8);
+        assert!(QueueUrls::from_lookup(|k| (k != "CAPTCHA_OCR_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten()).is_ok());
         // A missing queue URL is an error naming the variable.
         let err = QueueUrls::from_lookup(|k| (k != "CAPTCHA_CALLBACK_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten());
         assert_eq!(err, Err(EnvError::Missing("CAPTCHA_CALLBACK_QUEUE_URL".into())));

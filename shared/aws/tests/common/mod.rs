@@ -67,10 +67,12 @@ pub async fn fresh() -> Fresh {
         names.insert(var, name);
     }
     let mut urls = QueueUrls::new();
+    let intake_model = env("CAPTCHA_INTAKE_QUEUE_URL");
     for q in QueueUrls::known_queues() {
         let base = q.name().to_ascii_uppercase();
-        let model = env(&format!("CAPTCHA_{base}_QUEUE_URL"));
-        let (url, dlq) = clone_queue(&sqs, &model, &prefix).await;
+        // A pool the stack does not deploy yet (native) is modelled on intake.
+        let model = std::env::var(format!("CAPTCHA_{base}_QUEUE_URL")).unwrap_or_else(|_| intake_model.clone());
+        let (url, dlq) = clone_queue(&sqs, &model, &prefix, &q.name()).await;
         urls.insert(q, url);
         urls.insert(q.dead(), dlq);
     }
@@ -123,9 +125,8 @@ async fn clone_table(ddb: &aws_sdk_dynamodb::Client, model: &str, name: &str) {
 }
 
 /// Creates `<prefix><name>-dlq` and `<prefix><name>` redriving to it with the
-/// deployed queue's `maxReceiveCount`; returns (queue URL, DLQ URL).
-async fn clone_queue(sqs: &aws_sdk_sqs::Client, model_url: &str, prefix: &str) -> (String, String) {
-    let model_name = model_url.rsplit('/').next().expect("queue name");
+/// model queue's `maxReceiveCount`; returns (queue URL, DLQ URL).
+async fn clone_queue(sqs: &aws_sdk_sqs::Client, model_url: &str, prefix: &str, name: &str) -> (String, String) {
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(model_url)
@@ -138,7 +139,7 @@ async fn clone_queue(sqs: &aws_sdk_sqs::Client, model_url: &str, prefix: &str) -
     let max_receive: serde_like::MaxReceive = serde_like::parse_max_receive(redrive);
     let dlq = sqs
         .create_queue()
-        .queue_name(format!("{prefix}{model_name}-dlq"))
+        .queue_name(format!("{prefix}{name}-dlq"))
         .send()
         .await
         .expect("create dlq");
@@ -153,7 +154,7 @@ async fn clone_queue(sqs: &aws_sdk_sqs::Client, model_url: &str, prefix: &str) -
     let dlq_arn = dlq_arn.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).expect("arn").clone();
     let q = sqs
         .create_queue()
-        .queue_name(format!("{prefix}{model_name}"))
+        .queue_name(format!("{prefix}{name}"))
         .attributes(
             QueueAttributeName::RedrivePolicy,
             format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{}}}"#, max_receive.0),
