@@ -118,10 +118,15 @@ fn failing() -> impl ImageSolver {
 }
 
 /// Generates one `#[tokio::test]` per scenario, run against `$make`.
+/// Attributes after a `;` go on every test, e.g. for an adapter that needs a
+/// service running: `port_suite!(make; #[ignore = "needs LocalStack"])`.
 #[macro_export]
 macro_rules! port_suite {
     ($make:path) => {
-        $crate::port_suite!(@tests $make;
+        $crate::port_suite!($make;);
+    };
+    ($make:path; $(#[$attr:meta])*) => {
+        $crate::port_suite!(@tests $make; [$(#[$attr])*];
             submit_refuses_bad_input_with_the_right_code,
             submit_refuses_a_task_no_pool_can_take,
             submit_enforces_in_flight_cap_and_rate,
@@ -153,13 +158,15 @@ macro_rules! port_suite {
             router_sends_pow_widgets_native_first_then_to_the_browser,
         );
     };
-    (@tests $make:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                $crate::testkit::$name($make).await;
-            }
-        )*
+    (@tests $make:path; $attrs:tt; $($name:ident),* $(,)?) => {
+        $( $crate::port_suite!(@test $make; $attrs; $name); )*
+    };
+    (@test $make:path; [$($attr:tt)*]; $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $name() {
+            $crate::testkit::$name($make).await;
+        }
     };
 }
 
