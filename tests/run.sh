@@ -14,5 +14,8 @@ echo "== widget test site (npm ci, pinned)"
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 
+echo "== AWS adapters on LocalStack (SQS + DynamoDB; installs and starts it)"
+./tests/aws.sh
+
 echo "== official clients against captchad"
 ./tests/clients/run.sh
