@@ -110,30 +110,66 @@ impl Instance {
         let _ = rx.wait_for(|d| *d).await;
     }
 
-    fn kill(&self) {
-        if self.pid > 0 && process_alive(self.pid) {
-            // SAFETY: plain kill(2) on a PID we spawned and that has not been reaped
-            // (the Child inside `browser` is not waited on until the Browser is dropped).
+    /// SIGKILLs the browser and its helper processes (renderers, zygotes, …);
+    /// returns the PIDs signalled.
+    fn kill(&self) -> Vec<u32> {
+        if self.pid == 0 || !process_alive(self.pid) {
+            return Vec::new();
+        }
+        let tree = process_tree(self.pid);
+        for pid in &tree {
+            // SAFETY: kill(2) on the browser we spawned (not yet reaped: the Child inside
+            // `browser` is only waited on when the Browser is dropped) and its descendants.
             unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
             }
         }
+        tree
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        self.kill();
+        let mut tree = self.kill();
+        tree.push(self.pid);
         self.handler.abort();
-        // Give the kernel a moment so the profile directory is not removed under a live process.
-        let until = Instant::now() + Duration::from_secs(1);
-        while process_alive(self.pid) && Instant::now() < until {
+        // Wait for the processes so the profile directory is not removed under a live one.
+        let until = Instant::now() + Duration::from_secs(2);
+        while tree.iter().any(|p| process_alive(*p)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         if let Some(dir) = self.profile.take() {
-            let _ = dir.close();
+            let path = dir.path().to_path_buf();
+            if dir.close().is_err() {
+                // A last write may race the first attempt.
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = std::fs::remove_dir_all(&path);
+            }
         }
     }
+}
+
+/// A process and all its descendants (children first found by scanning /proc).
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some(i) = stat.rfind(')') else { continue };
+            if let Some(ppid) = stat[i + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(c, pp)| *pp == p && *c != root).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
 }
 
 /// Whether a process exists and is not a zombie.

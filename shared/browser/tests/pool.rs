@@ -186,8 +186,14 @@ async fn urls_outside_the_policy_are_refused() {
 async fn requests_from_the_page_are_checked_too() {
     let _s = serial().await;
     let site = site().await;
+    // Chromium itself may resolve 127.0.0.2 here, so only the pool's guard stands in the way.
+    let cfg = |policy| {
+        let mut c = config(policy, Duration::from_secs(20));
+        c.host_resolver_rules = Some("MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE 127.0.0.2".into());
+        c
+    };
     // 127.0.0.1 only: the page may load, but not reach 127.0.0.2.
-    let pool = pool(config(NetPolicy::parse_list("127.0.0.1/32").expect("policy"), Duration::from_secs(20)));
+    let pool = pool(cfg(NetPolicy::parse_list("127.0.0.1/32").expect("policy")));
     let url = site.url("/guard");
     let out = pool
         .run(|tp| async move {
@@ -200,7 +206,7 @@ async fn requests_from_the_page_are_checked_too() {
     assert_eq!(site.other_hits(), 0);
     pool.shutdown().await;
     // Sanity: with 127.0.0.0/8 allowed the same request goes through.
-    let pool2 = common::pool(config(loopback(), Duration::from_secs(20)));
+    let pool2 = common::pool(cfg(loopback()));
     let url = site.url("/guard");
     let out = pool2
         .run(|tp| async move {

@@ -134,7 +134,7 @@ pub async fn site() -> Site {
 
     let guard_page = format!(
         r#"<!doctype html><html><body><div id="out"></div><script>
-fetch('http://{other_addr}/x').then(() => {{ document.getElementById('out').textContent = 'reached'; }},
+fetch('http://{other_addr}/x', {{ mode: 'no-cors' }}).then(() => {{ document.getElementById('out').textContent = 'reached'; }},
   () => {{ document.getElementById('out').textContent = 'blocked'; }});
 </script></body></html>"#
     );
