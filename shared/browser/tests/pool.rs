@@ -282,3 +282,60 @@ fn missing_chromium_says_how_to_install() {
     let e = captcha_browser::BrowserPool::new(cfg).expect_err("missing");
     assert!(e.to_string().contains("run shared/browser/install-chromium.sh"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_browser_is_relaunched() {
+    let _s = serial().await;
+    let site = site().await;
+    let mut cfg = config(loopback(), Duration::from_secs(20));
+    cfg.health_timeout = Duration::from_secs(1);
+    let pool = pool(cfg);
+    pool.warm_up().await.expect("launch");
+    let old = pool.browser_pids().await[0];
+    // SAFETY: SIGSTOP on the Chromium PID this test's pool launched: it stops answering.
+    unsafe { libc::kill(old as libc::pid_t, libc::SIGSTOP) };
+    let t = Instant::now();
+    let tok = solve_click(&pool, &site.url("/click")).await.expect("relaunched after hang");
+    eprintln!("hang detected, relaunched and solved in {:?}", t.elapsed());
+    assert!(tok.starts_with("tok-"));
+    let pids = pool.browser_pids().await;
+    assert_eq!(pids.len(), 1);
+    assert_ne!(pids[0], old);
+    let until = Instant::now() + Duration::from_secs(3);
+    while alive(old) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(old), "hung browser {old} still running");
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_fill_up_before_another_is_launched() {
+    let _s = serial().await;
+    let site = site().await;
+    let mut cfg = config(loopback(), Duration::from_secs(30));
+    cfg.max_browsers = 2;
+    cfg.pages_per_browser = 2;
+    let pool = pool(cfg);
+    // Two at once fit in one browser.
+    let url = site.url("/click");
+    let (a, b) = tokio::join!(solve_click(&pool, &url), solve_click(&pool, &url));
+    a.expect("a");
+    b.expect("b");
+    assert_eq!(pool.browser_pids().await.len(), 1);
+    // Four at once need the second browser.
+    let t = Instant::now();
+    let rs = futures_util::future::join_all((0..4).map(|_| solve_click(&pool, &url))).await;
+    eprintln!("4 concurrent tasks on 2 browsers: {:?}", t.elapsed());
+    for r in rs {
+        r.expect("task");
+    }
+    assert_eq!(pool.browser_pids().await.len(), 2);
+    // Shut down: later tasks are refused, and no process is left.
+    let trees: Vec<u32> = pool.browser_pids().await.into_iter().flat_map(process_tree).collect();
+    let t = Instant::now();
+    pool.shutdown().await;
+    eprintln!("shutdown of 2 browsers: {:?}", t.elapsed());
+    assert!(trees.iter().all(|p| !alive(*p)), "left: {:?}", trees.iter().filter(|p| alive(**p)).collect::<Vec<_>>());
+    assert_eq!(solve_click(&pool, &url).await, Err(BrowserError::Closed));
+}
