@@ -626,7 +626,13 @@ impl TaskPage {
         let (url, _) = self
             .bounded(async { self.policy.resolve(url).await.map_err(|e| BrowserError::Refused(format!("{url}: {e}"))) })
             .await?;
-        self.bounded(async { Ok(self.page.goto(url.as_str()).await.map(|_| ())?) }).await
+        match self.bounded(async { Ok(self.page.goto(url.as_str()).await.map(|_| ())?) }).await {
+            // The request guard stopped the navigation (e.g. a redirect to a refused address).
+            Err(BrowserError::Cdp(e)) if e.contains("ERR_BLOCKED_BY_CLIENT") => {
+                Err(BrowserError::Refused(format!("{url}: {e}")))
+            }
+            r => r,
+        }
     }
 
     /// Evaluates an expression and returns it as JSON (`null` for undefined).
@@ -638,6 +644,19 @@ impl TaskPage {
         .await
     }
 
+    /// [`TaskPage::eval`], but a protocol error (the page is navigating, the
+    /// context was replaced, the expression threw) reads as `null` so that
+    /// polling loops carry on; a crash or the deadline still end them.
+    pub async fn eval_settled(&self, expression: &str) -> Result<serde_json::Value, BrowserError> {
+        match self.eval(expression).await {
+            Err(BrowserError::Cdp(e)) => {
+                tracing::debug!("evaluate failed, retrying: {e}");
+                Ok(serde_json::Value::Null)
+            }
+            r => r,
+        }
+    }
+
     /// A real mouse click (CDP `Input.dispatchMouseEvent` move, press, release) at a point.
     pub async fn click_at(&self, x: f64, y: f64) -> Result<(), BrowserError> {
         self.bounded(async { Ok(self.page.click(Point { x, y }).await.map(|_| ())?) }).await
@@ -647,10 +666,9 @@ impl TaskPage {
     /// (returned) or the deadline passes ([`BrowserError::Deadline`]).
     pub async fn poll_string(&self, expression: &str, every: Duration) -> Result<String, BrowserError> {
         loop {
-            if let serde_json::Value::String(s) = self.eval(expression).await? {
-                if !s.is_empty() {
-                    return Ok(s);
-                }
+            match self.eval_settled(expression).await? {
+                serde_json::Value::String(s) if !s.is_empty() => return Ok(s),
+                _ => {}
             }
             if tokio::time::Instant::now() + every >= self.until {
                 return Err(BrowserError::Deadline);

@@ -59,7 +59,7 @@ async fn click_widget(tp: &TaskPage, locate: &str) -> Result<(), BrowserError> {
     let appear_by = tokio::time::Instant::now() + WIDGET_APPEAR;
     let mut seen = false;
     loop {
-        let v = tp.eval(locate).await?;
+        let v = tp.eval_settled(locate).await?;
         match (v.get("x").and_then(|x| x.as_f64()), v.get("y").and_then(|y| y.as_f64())) {
             (Some(x), Some(y)) => return tp.click_at(x, y).await,
             _ => seen |= !v.is_null(),

@@ -204,6 +204,17 @@ async fn requests_from_the_page_are_checked_too() {
         .expect("page");
     assert_eq!(out, "blocked");
     assert_eq!(site.other_hits(), 0);
+    // A redirect from an allowed page to a refused address is stopped as well.
+    let url = site.url("/redirect");
+    let r = pool
+        .run(|tp| async move {
+            tp.goto(&url).await?;
+            Ok(tp.eval("location.href").await?.as_str().unwrap_or_default().to_string())
+        })
+        .await;
+    eprintln!("redirect to a refused address: {r:?}");
+    assert!(matches!(&r, Err(BrowserError::Refused(_))), "{r:?}");
+    assert_eq!(site.other_hits(), 0);
     pool.shutdown().await;
     // Sanity: with 127.0.0.0/8 allowed the same request goes through.
     let pool2 = common::pool(cfg(loopback()));
@@ -217,6 +228,9 @@ async fn requests_from_the_page_are_checked_too() {
         .expect("page");
     assert_eq!(out, "reached");
     assert_eq!(site.other_hits(), 1);
+    let url = site.url("/redirect");
+    pool2.run(|tp| async move { tp.goto(&url).await }).await.expect("redirect followed");
+    assert_eq!(site.other_hits(), 2);
     pool2.shutdown().await;
 }
 

@@ -145,7 +145,11 @@ fetch('http://{other_addr}/x', {{ mode: 'no-cors' }}).then(() => {{ document.get
         .route("/fake-cap", get(|| async { Html(FAKE_CAP) }))
         .route("/fake-turnstile", get(|| async { Html(FAKE_TURNSTILE) }))
         .route("/fake-turnstile-never", get(|| async { Html(FAKE_TURNSTILE_NEVER) }))
-        .route("/guard", get(move || async move { Html(guard_page) }));
+        .route("/guard", get(move || async move { Html(guard_page) }))
+        .route(
+            "/redirect",
+            get(move || async move { axum::response::Redirect::temporary(&format!("http://{other_addr}/redirected")) }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
