@@ -218,8 +218,9 @@ impl BrowserPool {
             return Err(BrowserError::Config("max_browsers and pages_per_browser must be at least 1".into()));
         }
         let args = build_args(&config)?;
+        sweep_stale_dirs();
         let wrapper_dir = tempfile::Builder::new()
-            .prefix("captcha-browser-wrapper-")
+            .prefix(&dir_prefix("wrapper"))
             .tempdir()
             .map_err(|e| BrowserError::Launch(format!("temp dir: {e}")))?;
         let wrapper = wrapper_dir.path().join("chromium");
@@ -398,7 +399,7 @@ impl BrowserPool {
             return Err(BrowserError::ChromiumMissing(self.config.chromium.display().to_string()));
         }
         let profile = tempfile::Builder::new()
-            .prefix("captcha-browser-profile-")
+            .prefix(&dir_prefix("profile"))
             .tempdir()
             .map_err(|e| BrowserError::Launch(format!("profile dir: {e}")))?;
         let mut builder = BrowserConfig::builder()
@@ -462,6 +463,27 @@ impl Drop for BrowserPool {
     fn drop(&mut self) {
         // Instances kill their processes when dropped; the wrapper directory goes with `wrapper_dir`.
         let _ = &self.wrapper_dir;
+    }
+}
+
+/// Temp directories are named `captcha-browser-<owner pid>-<kind>-…`, so that
+/// those of an owner that was killed (no destructor ran) can be recognised.
+fn dir_prefix(kind: &str) -> String {
+    format!("captcha-browser-{}-{kind}-", std::process::id())
+}
+
+/// Removes temp directories left by pool owners that no longer run (their
+/// Chromium died with them through the wrapper's parent-death signal).
+fn sweep_stale_dirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("captcha-browser-")) else { continue };
+        let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if owner != std::process::id() && !process_alive(owner) {
+            tracing::debug!(dir = %e.path().display(), "removing a dead owner's browser directory");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -30,6 +30,7 @@ fn chromium_dies_with_a_killed_owner() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn helper");
+    let helper = child.id();
     let stdout = child.stdout.take().expect("stdout");
     let mut pid = None;
     for line in BufReader::new(stdout).lines() {
@@ -64,4 +65,20 @@ fn chromium_dies_with_a_killed_owner() {
         unsafe { libc::kill(*p as libc::pid_t, libc::SIGKILL) };
     }
     assert!(left.is_empty(), "chromium outlived its owner: {left:?}");
+
+    // The dead owner's profile and wrapper directories are swept by the next pool.
+    let owner_dirs = || -> Vec<std::path::PathBuf> {
+        let prefix = format!("captcha-browser-{helper}-");
+        std::fs::read_dir(std::env::temp_dir())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!owner_dirs().is_empty(), "expected the killed owner's directories");
+    let _next = pool(config(loopback(), Duration::from_secs(5)));
+    assert!(owner_dirs().is_empty(), "left: {:?}", owner_dirs());
 }
