@@ -27,6 +27,20 @@
 //!   (Turnstile / reCAPTCHA / hCaptcha) that return whatever response the
 //!   widget issues to an honest click, or fail.
 
+//!
+//! Limits worth knowing:
+//! - The request guard pauses requests through the DevTools `Fetch` domain:
+//!   it sees navigations, redirects, subresources and `fetch`/XHR, but not
+//!   WebSocket or WebRTC traffic, and Chromium resolves names itself after the
+//!   guard did (a rebinding DNS answer could differ). In production, also give
+//!   Chromium `host_resolver_rules` / `proxy_server` that confine it.
+//! - The parent-death signal follows the *thread* that started Chromium; the
+//!   pool launches from the tokio worker running the task, which lives as long
+//!   as the runtime.
+//!
+//! Tests: `cargo test -p captcha-browser` (needs Chromium; the widget-site
+//! tests also need `node`, see `tests/web/`).
+
 mod error;
 mod pool;
 pub mod widgets;

@@ -419,7 +419,10 @@ impl BrowserPool {
         let start = Instant::now();
         let (mut browser, mut handler) =
             Browser::launch(config).await.map_err(|e| BrowserError::Launch(e.to_string()))?;
-        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()).unwrap_or(0);
+        let Some(pid) = browser.get_mut_child().and_then(|c| c.as_mut_inner().id()) else {
+            let _ = browser.kill().await;
+            return Err(BrowserError::Launch("chromium exited right after start".into()));
+        };
         let (dead_tx, dead_rx) = watch::channel(false);
         let handler = tokio::spawn(async move {
             while let Some(item) = handler.next().await {

@@ -113,3 +113,23 @@ async fn plain_page_has_no_widget() {
     assert_eq!(r, Err(captcha_browser::BrowserError::NoWidget));
     pool.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_cap_pages_at_once_on_one_browser() {
+    let _s = serial().await;
+    let site = web_site().await;
+    let pool = pool(config(loopback(), Duration::from_secs(90)));
+    pool.warm_up().await.expect("launch");
+    let url = format!("{}/cap", site.base);
+    let t = Instant::now();
+    let tokens = futures_util::future::join_all((0..4).map(|_| widgets::cap(&pool, &url))).await;
+    let elapsed = t.elapsed();
+    eprintln!("4 concurrent Cap solves on one browser: {elapsed:?} ({:.2}/s)", 4.0 / elapsed.as_secs_f64());
+    assert_eq!(pool.browser_pids().await.len(), 1);
+    for token in tokens {
+        let token = token.expect("cap token");
+        let ok = verify(&site.base, "/cap/verify", serde_json::json!({ "token": token })).await;
+        assert_eq!(ok["ok"], true, "{ok}");
+    }
+    pool.shutdown().await;
+}
