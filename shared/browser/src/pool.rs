@@ -31,7 +31,10 @@ pub const INSTALL_HINT: &str = "run shared/browser/install-chromium.sh";
 
 /// Features that make Chromium call home even with the usual headless flags.
 const DISABLED_FEATURES: &str =
-    "NetworkTimeServiceQuerying,OptimizationHints,OptimizationGuideModelDownloading,MediaRouter,DnsOverHttps,AsyncDns,TranslateUI";
+    "NetworkTimeServiceQuerying,OptimizationHints,OptimizationGuideModelDownloading,MediaRouter,DnsOverHttps,AsyncDns,TranslateUI,CertificateTransparencyComponentUpdater";
+
+/// Where background Google services are pointed: nothing listens on port 9 (discard).
+const DEAD_LOCAL_URL: &str = "http://127.0.0.1:9";
 
 /// How the pool launches and uses browsers.
 #[derive(Debug, Clone)]
@@ -130,7 +133,20 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let mut tree = self.kill();
+        let mut tree = if self.pid > 0 && process_alive(self.pid) { process_tree(self.pid) } else { Vec::new() };
+        if !tree.is_empty() {
+            // SIGTERM first: Chromium then shuts down and reaps its own helpers
+            // (killed all at once, they linger as zombies of init).
+            // SAFETY: kill(2) on the browser we spawned, not yet reaped.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+            }
+            let until = Instant::now() + Duration::from_millis(1000);
+            while process_alive(self.pid) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tree.extend(self.kill());
+        }
         tree.push(self.pid);
         self.handler.abort();
         // Wait for the processes so the profile directory is not removed under a live one.
@@ -138,6 +154,8 @@ impl Drop for Instance {
         while tree.iter().any(|p| process_alive(*p)) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+        // Reap our own child (the main process) now rather than leave it to the runtime.
+        let _ = self.browser.try_wait();
         if let Some(dir) = self.profile.take() {
             let path = dir.path().to_path_buf();
             if dir.close().is_err() {
@@ -402,6 +420,7 @@ impl BrowserPool {
             .prefix(&dir_prefix("profile"))
             .tempdir()
             .map_err(|e| BrowserError::Launch(format!("profile dir: {e}")))?;
+        write_profile_preferences(profile.path())?;
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&self.wrapper)
             .user_data_dir(profile.path())
@@ -450,9 +469,10 @@ impl BrowserPool {
         for slot in &self.slots {
             let inst = slot.instance.lock().await.take();
             if let Some(inst) = inst {
+                let tree = process_tree(inst.pid);
                 let _ = tokio::time::timeout(Duration::from_secs(2), inst.browser.execute(CloseParams::default())).await;
                 let until = Instant::now() + Duration::from_secs(3);
-                while process_alive(inst.pid) && Instant::now() < until {
+                while tree.iter().any(|p| process_alive(*p)) && Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 tracing::debug!(pid = inst.pid, up_s = inst.launched_at.elapsed().as_secs(), "browser closed");
@@ -513,6 +533,9 @@ fn build_args(config: &PoolConfig) -> Result<Vec<(String, Option<String>)>, Brow
         "disable-backgrounding-occluded-windows",
         "disable-renderer-backgrounding",
         "metrics-recording-only",
+        "disable-field-trial-config",
+        "no-service-autorun",
+        "disable-search-engine-choice-screen",
         "no-default-browser-check",
         "no-pings",
         "mute-audio",
@@ -525,6 +548,13 @@ fn build_args(config: &PoolConfig) -> Result<Vec<(String, Option<String>)>, Brow
     .map(|k| (k.to_string(), None))
     .collect();
     args.push(("password-store".into(), Some("basic".into())));
+    // Services that call Google even with everything above switched off (seen in a
+    // net log): the GAIA account check (`ListAccounts`) and on-demand component
+    // updates. Point them at a closed local port so they never leave the machine.
+    args.push(("gaia-url".into(), Some(DEAD_LOCAL_URL.into())));
+    args.push(("google-apis-url".into(), Some(DEAD_LOCAL_URL.into())));
+    args.push(("lso-url".into(), Some(DEAD_LOCAL_URL.into())));
+    args.push(("component-updater".into(), Some(format!("url-source={DEAD_LOCAL_URL}"))));
     args.push(("disable-features".into(), Some(DISABLED_FEATURES.into())));
     if let Some(rules) = &config.host_resolver_rules {
         args.push(("host-resolver-rules".into(), Some(rules.clone())));
@@ -550,13 +580,34 @@ fn build_args(config: &PoolConfig) -> Result<Vec<(String, Option<String>)>, Brow
     Ok(args)
 }
 
+/// Preferences of the fresh profile that switch off services which call
+/// Google or prefetch on their own (sign-in and its `ListAccounts` check,
+/// network prediction, search suggestions, Safe Browsing lookups). Debian's
+/// `master_preferences` would set some of these, but only on a first run,
+/// which `--no-first-run` skips.
+fn write_profile_preferences(profile: &Path) -> Result<(), BrowserError> {
+    let prefs = serde_json::json!({
+        "browser": { "has_seen_welcome_page": true, "check_default_browser": false },
+        "signin": { "allowed": false, "allowed_on_next_startup": false },
+        "net": { "network_prediction_options": 2 },
+        "search": { "suggest_enabled": false },
+        "safebrowsing": { "enabled": false },
+        "homepage": "about:blank",
+        "homepage_is_newtabpage": false,
+        "session": { "restore_on_startup": 5 },
+    });
+    let dir = profile.join("Default");
+    std::fs::create_dir_all(&dir).map_err(|e| BrowserError::Launch(format!("profile: {e}")))?;
+    std::fs::write(dir.join("Preferences"), prefs.to_string()).map_err(|e| BrowserError::Launch(format!("profile: {e}")))
+}
+
 fn write_wrapper(path: &Path, chromium: &Path) -> Result<(), BrowserError> {
     use std::os::unix::fs::PermissionsExt;
     let chromium = chromium.display().to_string();
     if chromium.contains('\'') {
         return Err(BrowserError::Config("chromium path must not contain a quote".into()));
     }
-    let script = format!("#!/bin/sh\n# Chromium dies with the process that started it.\nexec setpriv --pdeathsig KILL -- '{chromium}' \"$@\"\n");
+    let script = format!("#!/bin/sh\n# Chromium dies with the process that started it.\nexec setpriv --pdeathsig KILL -- '{chromium}' \"$@\" about:blank\n");
     std::fs::write(path, script).map_err(|e| BrowserError::Launch(format!("wrapper: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| BrowserError::Launch(format!("wrapper: {e}")))?;

@@ -353,3 +353,59 @@ async fn browsers_fill_up_before_another_is_launched() {
     assert!(trees.iter().all(|p| !alive(*p)), "left: {:?}", trees.iter().filter(|p| alive(**p)).collect::<Vec<_>>());
     assert_eq!(solve_click(&pool, &url).await, Err(BrowserError::Closed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_runs_with_the_network_flags_and_stays_local() {
+    let _s = serial().await;
+    let site = site().await;
+    let netlog = std::env::temp_dir().join(format!("captcha-browser-test-netlog-{}.json", std::process::id()));
+    let mut cfg = config(loopback(), Duration::from_secs(20));
+    cfg.extra_flags = vec![format!("log-net-log={}", netlog.display())];
+    let pool = pool(cfg);
+    solve_click(&pool, &site.url("/click")).await.expect("token");
+    let pid = pool.browser_pids().await[0];
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let args: Vec<&str> = cmdline.split('\0').collect();
+    for want in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-domain-reliability",
+        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,OptimizationGuideModelDownloading,MediaRouter,DnsOverHttps,AsyncDns,TranslateUI,CertificateTransparencyComponentUpdater",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--proxy-server=http://127.0.0.1:9",
+        "--enable-automation",
+    ] {
+        assert!(args.contains(&want), "missing {want}: {args:?}");
+    }
+    assert!(!cmdline.contains("AutomationControlled") && !cmdline.contains("--user-agent"), "{args:?}");
+    // Idle a little, as background services would wake up, then close (flushes the net log).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pool.shutdown().await;
+    let log = std::fs::read_to_string(&netlog).expect("net log");
+    if std::env::var_os("KEEP_NETLOG").is_none() {
+        let _ = std::fs::remove_file(&netlog);
+    }
+    // Every URL or host Chromium tried to reach (requests, DNS, sockets).
+    let log: serde_json::Value = serde_json::from_str(&log)
+        .or_else(|_| serde_json::from_str(&format!("{}]}}", log.trim_end().trim_end_matches(','))))
+        .expect("net log json");
+    let mut hosts: Vec<String> = Vec::new();
+    for ev in log["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for key in ["url", "host", "original_url"] {
+            if let Some(v) = ev["params"][key].as_str() {
+                let rest = v.split_once("://").map_or(v, |(_, r)| r);
+                hosts.push(rest.chars().take_while(|c| !matches!(c, '/' | '?' | '#')).collect());
+            }
+        }
+    }
+    let foreign: Vec<&String> = hosts.iter().filter(|h| !h.starts_with("127.0.0.1")).collect();
+    eprintln!("net log: {} URLs/hosts, all local: {}", hosts.len(), foreign.is_empty());
+    assert!(!hosts.is_empty(), "net log shows no traffic at all");
+    assert!(foreign.is_empty(), "chromium reached for other hosts: {foreign:?}");
+}
