@@ -12,11 +12,18 @@ const WIDGET_APPEAR: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Listens (capture phase, before any page script) for the widgets'
-/// documented events: ALTCHA `verified` (`detail.payload`), Cap `solve`
-/// (`detail.token`), and Cap's `error` (`detail.message`).
+/// documented events: ALTCHA `verified` (`detail.payload`), `statechange`
+/// (`detail.state` `error`) and `codechallenge` (a code to type from an
+/// image: a human challenge, not solved here), Cap `solve` (`detail.token`)
+/// and `error` (`detail.message`).
 const LISTENER: &str = r#"(() => {
   if (window.__captchaBrowser) return;
-  const s = { token: '', error: '' };
+  const s = { token: '', error: '', challenge: false };
+  window.addEventListener('statechange', (e) => {
+    const st = e && e.detail && e.detail.state;
+    if (st === 'error') s.error = 'widget entered the error state';
+  }, true);
+  window.addEventListener('codechallenge', () => { s.challenge = true; }, true);
   Object.defineProperty(window, '__captchaBrowser', { value: s });
   window.addEventListener('verified', (e) => {
     const p = e && e.detail && e.detail.payload;
@@ -96,6 +103,31 @@ fn token_js(fields: &[&str]) -> String {
     )
 }
 
+/// Waits for the token the widget issues; a human challenge ends the task
+/// as [`BrowserError::Unsolvable`], a widget error as [`BrowserError::Widget`].
+async fn wait_token(tp: &TaskPage, fields: &[&str]) -> Result<String, BrowserError> {
+    let read = token_js(fields);
+    let status = format!(
+        "(() => {{ const s = window.__captchaBrowser || {{}}; return {{ token: {read}, error: s.error || '', challenge: !!s.challenge }}; }})()"
+    );
+    loop {
+        let v = tp.eval_settled(&status).await?;
+        if let Some(t) = v.get("token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()) {
+            return Ok(t.to_string());
+        }
+        if v.get("challenge").and_then(|c| c.as_bool()) == Some(true) {
+            return Err(BrowserError::Unsolvable);
+        }
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()).filter(|e| !e.is_empty()) {
+            return Err(BrowserError::Widget(e.chars().take(200).collect()));
+        }
+        if tokio::time::Instant::now() + POLL >= tp.deadline() {
+            return Err(BrowserError::Deadline);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Solves an ALTCHA widget (`<altcha-widget>`) on `url`: clicks its checkbox,
 /// waits for the `verified` event (or the hidden `altcha` field) and returns
 /// the payload.
@@ -105,7 +137,7 @@ pub async fn altcha(pool: &BrowserPool, url: &str) -> Result<String, BrowserErro
         tp.on_new_document(LISTENER).await?;
         tp.goto(&url).await?;
         click_widget(&tp, &locate_js("altcha-widget", "input[type=checkbox]")).await?;
-        tp.poll_string(&token_js(&["altcha"]), POLL).await
+        wait_token(&tp, &["altcha"]).await
     })
     .await
 }
@@ -119,7 +151,7 @@ pub async fn cap(pool: &BrowserPool, url: &str) -> Result<String, BrowserError> 
         tp.on_new_document(LISTENER).await?;
         tp.goto(&url).await?;
         click_widget(&tp, &locate_js("cap-widget", ".captcha-trigger, [part=trigger], [role=button]")).await?;
-        tp.poll_string(&token_js(&["cap-token"]), POLL).await
+        wait_token(&tp, &["cap-token"]).await
     })
     .await
 }

@@ -271,6 +271,12 @@ async fn drivers_on_stand_in_widgets() {
         .expect("turnstile");
     assert_eq!(t, "turnstile-local-token");
     assert_eq!(widgets::altcha(&pool, &site.url("/never")).await, Err(BrowserError::NoWidget));
+    // A human challenge is not solved; a widget error ends the task at once.
+    let t = Instant::now();
+    assert_eq!(widgets::altcha(&pool, &site.url("/fake-altcha-code")).await, Err(BrowserError::Unsolvable));
+    let r = widgets::cap(&pool, &site.url("/fake-cap-error")).await;
+    assert_eq!(r, Err(BrowserError::Widget("instrumentation check failed".into())));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     pool.shutdown().await;
 
     let short = common::pool(config(loopback(), Duration::from_secs(3)));

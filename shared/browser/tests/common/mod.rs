@@ -138,7 +138,18 @@ fetch('http://{other_addr}/x', {{ mode: 'no-cors' }}).then(() => {{ document.get
   () => {{ document.getElementById('out').textContent = 'blocked'; }});
 </script></body></html>"#
     );
+    let altcha_code = FAKE_ALTCHA.replace(
+        "this.dispatchEvent(new CustomEvent('verified', { detail: { payload: 'fake-altcha-' + Date.now() } }))",
+        "this.dispatchEvent(new CustomEvent('codechallenge', { detail: { codeChallenge: { image: 'data:,' } } }))",
+    );
+    let cap_error = FAKE_CAP.replace(
+        "new CustomEvent('solve', { bubbles: true, composed: true, detail: { token: 'fake-cap-' + Date.now() } })",
+        "new CustomEvent('error', { bubbles: true, composed: true, detail: { isCap: true, code: 500, message: 'instrumentation check failed' } })",
+    );
+    assert!(altcha_code != FAKE_ALTCHA && cap_error != FAKE_CAP);
     let app = Router::new()
+        .route("/fake-altcha-code", get(move || async move { Html(altcha_code) }))
+        .route("/fake-cap-error", get(move || async move { Html(cap_error) }))
         .route("/click", get(|| async { Html(CLICK) }))
         .route("/never", get(|| async { Html(NEVER) }))
         .route("/fake-altcha", get(|| async { Html(FAKE_ALTCHA) }))
