@@ -659,8 +659,10 @@ async fn install_guard(page: &Page, policy: NetPolicy) -> Result<JoinHandle<()>,
                 tracing::info!(url = %url, "request refused by the network policy");
                 page.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient)).await.map(|_| ())
             };
-            if r.is_err() {
-                break;
+            // A request cancelled meanwhile (navigation, frame gone) fails here; carry on
+            // with the others. The loop ends with the page's event stream.
+            if let Err(e) = r {
+                tracing::debug!(url = %url, "request verdict not applied: {e}");
             }
         }
     }))

@@ -26,6 +26,17 @@ async fn launches_and_solves_a_local_page() {
     let site = site().await;
     let pool = pool(config(loopback(), Duration::from_secs(20)));
     let launch = pool.warm_up().await.expect("launch");
+    let pss_kib = |pid: u32| -> u64 {
+        process_tree(pid)
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+            .filter_map(|s| {
+                s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .sum()
+    };
+    let pid = pool.browser_pids().await[0];
+    eprintln!("idle browser: {} processes, PSS {} MiB", process_tree(pid).len(), pss_kib(pid) / 1024);
     let t = Instant::now();
     let tok = solve_click(&pool, &site.url("/click")).await.expect("token");
     eprintln!("launch {launch:?}, first task {:?}", t.elapsed());
