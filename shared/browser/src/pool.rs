@@ -58,6 +58,10 @@ pub struct PoolConfig {
     pub policy: NetPolicy,
     /// How long Chromium may take to start.
     pub launch_timeout: Duration,
+    /// Run renderers in Chromium's sandbox. Pages are untrusted, so keep it on
+    /// whenever possible; Chromium refuses the sandbox as root, hence the
+    /// default: on unless running as root.
+    pub sandbox: bool,
     /// How long a health check (`Browser.getVersion`) may take before the
     /// browser counts as hung and is relaunched.
     pub health_timeout: Duration,
@@ -75,6 +79,8 @@ impl Default for PoolConfig {
             extra_flags: Vec::new(),
             policy: NetPolicy::strict(),
             launch_timeout: Duration::from_secs(20),
+            // SAFETY: geteuid(2) has no preconditions.
+            sandbox: unsafe { libc::geteuid() } != 0,
             health_timeout: Duration::from_secs(3),
         }
     }
@@ -425,9 +431,11 @@ impl BrowserPool {
             .chrome_executable(&self.wrapper)
             .user_data_dir(profile.path())
             .disable_default_args()
-            .no_sandbox()
             .launch_timeout(self.config.launch_timeout)
             .request_timeout(self.config.task_deadline.max(Duration::from_secs(5)));
+        if !self.config.sandbox {
+            builder = builder.no_sandbox();
+        }
         for (k, v) in &self.args {
             builder = match v {
                 Some(v) => builder.arg((k.as_str(), v.as_str())),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use captcha_browser::{BrowserPool, PoolConfig};
+use captcha_browser::{BrowserError, BrowserPool, PoolConfig};
 use captcha_netguard::NetPolicy;
 
 /// Browser tests run one at a time (2 shared cores).
@@ -20,6 +20,8 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 
 pub fn config(policy: NetPolicy, deadline: Duration) -> PoolConfig {
     PoolConfig {
+        // CAPTCHA_CHROMIUM points the tests at another Chromium (or a missing one).
+        chromium: std::env::var_os("CAPTCHA_CHROMIUM").map_or_else(|| captcha_browser::DEFAULT_CHROMIUM.into(), Into::into),
         max_browsers: 1,
         pages_per_browser: 4,
         task_deadline: deadline,
@@ -38,7 +40,8 @@ pub fn loopback() -> NetPolicy {
 pub fn pool(config: PoolConfig) -> BrowserPool {
     match BrowserPool::new(config) {
         Ok(p) => p,
-        Err(e) => panic!("{e} (run shared/browser/install-chromium.sh)"),
+        Err(e @ BrowserError::ChromiumMissing(_)) => panic!("{e}"),
+        Err(e) => panic!("{e} (is Chromium installed? run shared/browser/install-chromium.sh)"),
     }
 }
 
