@@ -299,6 +299,25 @@ impl BrowserPool {
         pids
     }
 
+    /// How many task browser contexts are open across the pool's browsers
+    /// (diagnostics: 0 when no task runs).
+    pub async fn open_contexts(&self) -> Result<usize, BrowserError> {
+        use chromiumoxide::cdp::browser_protocol::target::GetBrowserContextsParams;
+        let mut n = 0;
+        for slot in &self.slots {
+            let inst = slot.instance.lock().await.clone();
+            if let Some(inst) = inst {
+                if !inst.is_dead() {
+                    let r = tokio::time::timeout(self.config.health_timeout, inst.browser.execute(GetBrowserContextsParams::default()))
+                        .await
+                        .map_err(|_| BrowserError::Deadline)??;
+                    n += r.result.browser_context_ids.len();
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Runs one task with the pool's deadline: a fresh isolated browser
     /// context and page are made, `task` gets the page, and context and page
     /// are disposed afterwards whatever happened.
@@ -343,27 +362,26 @@ impl BrowserPool {
             Ok(r) => r?,
             Err(_) => return Err(if inst.is_dead() { BrowserError::Crashed } else { BrowserError::Deadline }),
         };
+        // From here on the page and context are disposed of even if this future is dropped.
+        let mut cleanup = TaskCleanup { inst: Some(inst.clone()), page: Some(page.clone()), ctx: Some(ctx), guard: None };
 
-        let guard_task = match timeout_at(until, install_guard(&page, self.config.policy.clone())).await {
-            Ok(Ok(h)) => Some(h),
+        match timeout_at(until, install_guard(&page, self.config.policy.clone())).await {
+            Ok(Ok(h)) => cleanup.guard = Some(h),
             Ok(Err(e)) => {
-                cleanup(&inst, page, ctx).await;
+                cleanup.run().await;
                 return Err(e);
             }
             Err(_) => {
-                cleanup(&inst, page, ctx).await;
+                cleanup.run().await;
                 return Err(BrowserError::Deadline);
             }
-        };
+        }
 
-        let tp = TaskPage { page: page.clone(), policy: self.config.policy.clone(), until };
+        let tp = TaskPage { page, policy: self.config.policy.clone(), until };
         let result = match timeout_at(until, guard(&inst, task(tp))).await {
             Ok(r) => r,
             Err(_) => Err(BrowserError::Deadline),
         };
-        if let Some(h) = guard_task {
-            h.abort();
-        }
         let result = match result {
             // An error while the browser is gone is the crash, whatever the call said.
             Err(e) if e != BrowserError::Crashed && inst.is_dead() => {
@@ -372,7 +390,7 @@ impl BrowserPool {
             }
             r => r,
         };
-        cleanup(&inst, page, ctx).await;
+        cleanup.run().await;
         result
     }
 
@@ -630,12 +648,49 @@ async fn guard<T>(inst: &Instance, fut: impl Future<Output = Result<T, BrowserEr
     }
 }
 
-async fn cleanup(inst: &Instance, page: Page, ctx: chromiumoxide::cdp::browser_protocol::browser::BrowserContextId) {
-    if inst.is_dead() {
-        return;
+/// Closes a task's page and disposes of its browser context: awaited at the
+/// end of a task, or spawned if the task's future is dropped half-way.
+struct TaskCleanup {
+    inst: Option<Arc<Instance>>,
+    page: Option<Page>,
+    ctx: Option<chromiumoxide::cdp::browser_protocol::browser::BrowserContextId>,
+    guard: Option<JoinHandle<()>>,
+}
+
+impl TaskCleanup {
+    fn take(&mut self) -> impl Future<Output = ()> + Send + 'static {
+        if let Some(g) = self.guard.take() {
+            g.abort();
+        }
+        let (inst, page, ctx) = (self.inst.take(), self.page.take(), self.ctx.take());
+        async move {
+            let Some(inst) = inst else { return };
+            if inst.is_dead() {
+                return;
+            }
+            if let Some(page) = page {
+                let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
+            }
+            if let Some(ctx) = ctx {
+                let _ = tokio::time::timeout(Duration::from_secs(2), inst.browser.dispose_browser_context(ctx)).await;
+            }
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), page.close()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), inst.browser.dispose_browser_context(ctx)).await;
+
+    async fn run(&mut self) {
+        self.take().await;
+    }
+}
+
+impl Drop for TaskCleanup {
+    fn drop(&mut self) {
+        if self.inst.is_some() {
+            let fut = self.take();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(fut);
+            }
+        }
+    }
 }
 
 /// Pauses every request the page makes (`Fetch` domain) and lets it go only

@@ -426,3 +426,31 @@ async fn chromium_runs_with_the_network_flags_and_stays_local() {
     assert!(!hosts.is_empty(), "net log shows no traffic at all");
     assert!(foreign.is_empty(), "chromium reached for other hosts: {foreign:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_are_disposed_also_when_the_caller_gives_up() {
+    let _s = serial().await;
+    let site = site().await;
+    let pool = pool(config(loopback(), Duration::from_secs(20)));
+    solve_click(&pool, &site.url("/click")).await.expect("token");
+    assert_eq!(pool.open_contexts().await.expect("contexts"), 0);
+    // The caller drops the task future half-way (client gone, outer timeout).
+    let url = site.url("/never");
+    let task = pool.run(|tp| async move {
+        tp.goto(&url).await?;
+        tp.poll_string("document.getElementById('out').textContent", Duration::from_millis(50)).await
+    });
+    let r = tokio::time::timeout(Duration::from_millis(1500), task).await;
+    assert!(r.is_err(), "task should still be running");
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut open = usize::MAX;
+    while Instant::now() < until {
+        open = pool.open_contexts().await.expect("contexts");
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "context of the dropped task left open");
+    pool.shutdown().await;
+}
