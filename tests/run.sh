@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== Chromium (Debian package) for the browser pool"
+./shared/browser/install-chromium.sh
+
 echo "== widget test site (npm ci, pinned)"
 ./tests/web/install.sh
 

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API and run every stage.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (works while `serve` runs).
     Account {
         #[command(subcommand)]
@@ -55,6 +55,22 @@ struct ServeArgs {
     /// Do not run the native proof-of-work pool (ALTCHA/Cap without a browser).
     #[arg(long)]
     no_native_pow: bool,
+    /// Chromium processes of the browser pool (0: no browser pool). The pool
+    /// runs only if Chromium is installed (shared/browser/install-chromium.sh).
+    #[arg(long, default_value_t = 1)]
+    browsers: usize,
+    /// Pages (concurrent tasks) per Chromium.
+    #[arg(long, default_value_t = 4)]
+    pages_per_browser: usize,
+    /// The Chromium executable.
+    #[arg(long, default_value = captcha_browser::DEFAULT_CHROMIUM)]
+    chromium: PathBuf,
+    /// Seconds one browser attempt may take.
+    #[arg(long, default_value_t = 60)]
+    browser_deadline_secs: u64,
+    /// Chromium's --host-resolver-rules (e.g. confine it to the hosts you solve for).
+    #[arg(long)]
+    chromium_host_resolver_rules: Option<String>,
     /// Unfinished tasks one key may have (ERROR_NO_SLOT_AVAILABLE beyond).
     #[arg(long, default_value_t = 1000)]
     max_in_flight: u32,
@@ -124,6 +140,26 @@ async fn main() -> Result<()> {
             config.result_retention = Duration::from_secs(a.retention_secs);
             config.max_attempts = a.max_attempts.max(1);
             config.hold_repair_after = Duration::from_secs(a.hold_repair_secs.max(1));
+            let browser = if a.browsers == 0 {
+                None
+            } else if !a.chromium.exists() {
+                tracing::warn!(chromium = %a.chromium.display(), "no Chromium: token widgets that need a browser are not offered (run shared/browser/install-chromium.sh)");
+                None
+            } else {
+                let deadline = Duration::from_secs(a.browser_deadline_secs.max(5));
+                config.pools.insert(Pool::Browser);
+                // A browser attempt may run its whole deadline: the sweeper must not retry it meanwhile.
+                config.solve_timeout = config.solve_timeout.max(deadline + Duration::from_secs(15));
+                config.visibility_timeout = config.visibility_timeout.max(deadline + Duration::from_secs(15));
+                Some(captcha_browser::PoolConfig {
+                    chromium: a.chromium.clone(),
+                    max_browsers: a.browsers,
+                    pages_per_browser: a.pages_per_browser.max(1),
+                    task_deadline: deadline,
+                    host_resolver_rules: a.chromium_host_resolver_rules.clone(),
+                    ..Default::default()
+                })
+            };
             serve::run(serve::ServeOptions {
                 listen: a.listen,
                 data_dir: cli.data_dir,
@@ -132,6 +168,7 @@ async fn main() -> Result<()> {
                 first_account_micros: money(&a.first_balance)?,
                 config,
                 net_policy: captcha_api::NetPolicy::allowing(a.allow_private_network),
+                browser,
             })
             .await
         }

@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use captcha_api::{ApiConfig, NetPolicy};
 use captcha_core::{
     CaptchaService, Config, Core, ErrorCode, ImageSolver, PingbackOp, Pool, Report, SubmitRequest, TaskId,
-    TaskResult,
+    TaskResult, TokenSolver,
 };
 use captcha_netguard::GuardedClient;
 use captcha_pingback::{Deliverer, PingbackConfig};
+use captcha_browser::{BrowserPool, BrowserSolver, PoolConfig};
 use captcha_pow::{NativeSolver, SolveOptions};
 use tokio::sync::{watch, Notify};
 
@@ -36,6 +37,9 @@ pub struct ServeOptions {
     /// Which addresses page URLs and callbacks may reach (public only,
     /// plus `--allow-private-network` ranges).
     pub net_policy: NetPolicy,
+    /// The browser pool's settings (`None`: no browser pool). Its policy is
+    /// `net_policy`.
+    pub browser: Option<PoolConfig>,
 }
 
 /// Wakes the stage loops as soon as there is work, so a task does not wait
@@ -45,6 +49,7 @@ struct Wake {
     intake: Notify,
     ocr: Notify,
     native: Notify,
+    browser: Notify,
 }
 
 /// The core as the HTTP layer sees it, plus a wake-up of the router on submit.
@@ -105,8 +110,22 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     if core.config().pools.contains(&Pool::Native) {
         let client = GuardedClient::new(opts.net_policy.clone(), Duration::from_secs(15), "captchad-native-pow")
             .context("building the native solver's client")?;
-        let solver = Arc::new(NativeSolver::new(client, SolveOptions::default()));
-        stages.push(tokio::spawn(native_worker(core.clone(), wake.clone(), solver, stop_rx.clone())));
+        // The proof must end well before the sweeper's solve timeout.
+        let limit = core.config().solve_timeout.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(5));
+        let solver = Arc::new(NativeSolver::new(client, SolveOptions { time_limit: limit, ..SolveOptions::default() }));
+        let solver: Arc<dyn TokenSolver> = solver;
+        stages.push(tokio::spawn(token_worker(core.clone(), wake.clone(), Pool::Native, solver, stop_rx.clone())));
+    }
+    let mut browser_pool = None;
+    if let Some(cfg) = opts.browser.clone() {
+        let slots = cfg.max_browsers * cfg.pages_per_browser;
+        let pool = BrowserPool::new(PoolConfig { policy: opts.net_policy.clone(), ..cfg }).context("starting the browser pool")?;
+        let solver = Arc::new(BrowserSolver::new(pool));
+        browser_pool = Some(solver.clone());
+        let solver: Arc<dyn TokenSolver> = solver;
+        for _ in 0..slots.max(1) {
+            stages.push(tokio::spawn(token_worker(core.clone(), wake.clone(), Pool::Browser, solver.clone(), stop_rx.clone())));
+        }
     }
     let mut threads = Vec::new();
     for i in 0..workers {
@@ -160,8 +179,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     wake.intake.notify_waiters();
     wake.ocr.notify_waiters();
     wake.native.notify_waiters();
+    wake.browser.notify_waiters();
     for s in stages {
         let _ = s.await;
+    }
+    if let Some(solver) = browser_pool {
+        solver.pool().shutdown().await;
     }
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -201,6 +224,7 @@ async fn route_loop(core: Arc<Core>, wake: Arc<Wake>, mut stop: watch::Receiver<
             Ok(_) => {
                 wake.ocr.notify_waiters();
                 wake.native.notify_waiters();
+                wake.browser.notify_waiters();
                 continue;
             }
             Err(e) => tracing::warn!(error = %e, "route step failed"),
@@ -235,20 +259,27 @@ async fn ocr_worker(core: Arc<Core>, wake: Arc<Wake>, solver: Arc<dyn ImageSolve
     }
 }
 
-/// The native proof-of-work pool: one task at a time, each using every core
-/// for its proof (the solver runs it on blocking threads).
-async fn native_worker(core: Arc<Core>, wake: Arc<Wake>, solver: Arc<NativeSolver>, mut stop: watch::Receiver<bool>) {
+/// One token worker: the native pool runs one (a proof uses every core, on
+/// blocking threads); the browser pool runs one per page slot.
+async fn token_worker(
+    core: Arc<Core>,
+    wake: Arc<Wake>,
+    pool: Pool,
+    solver: Arc<dyn TokenSolver>,
+    mut stop: watch::Receiver<bool>,
+) {
     while !*stop.borrow() {
-        let notified = wake.native.notified();
+        let notify = if pool == Pool::Native { &wake.native } else { &wake.browser };
+        let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match core.solve_tokens_once(Pool::Native, solver.as_ref(), 1).await {
+        match core.solve_tokens_once(pool, solver.as_ref(), 1).await {
             Ok(0) => {}
             Ok(_) => {
                 wake.intake.notify_one();
                 continue;
             }
-            Err(e) => tracing::warn!(error = %e, "native solve step failed"),
+            Err(e) => tracing::warn!(%pool, error = %e, "token solve step failed"),
         }
         tokio::select! {
             _ = notified => {}

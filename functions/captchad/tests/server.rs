@@ -103,10 +103,10 @@ async fn in_flight_cap_and_rate_cap_answer_their_codes() {
     assert!(codes.iter().any(|c| c == "MAX_USER_TURN"), "{codes:?}");
 }
 
-async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: Vec<F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();

@@ -29,7 +29,7 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
     let site = Site::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
-    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1"]);
+    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
     let (http, base) = (client(), server.base.clone());
 
     for (page, verify_path, field) in [
@@ -67,7 +67,7 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
 async fn private_page_urls_are_refused_without_the_allow_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
-    let server = Server::start(dir.path(), &["--ocr-workers", "1"]);
+    let server = Server::start(dir.path(), &["--ocr-workers", "1", "--browsers", "0"]);
     let http = client();
     for url in ["http://127.0.0.1:9/altcha", "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data", "http://[::1]/"] {
         let text = get_in(&http, &server.base, &[("key", &key), ("method", "altcha"), ("pageurl", url)]).await;
@@ -111,7 +111,7 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let (cb, rx) = receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, secret) = create_account_with_secret(dir.path(), "1");
-    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1"]);
+    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
     let (http, base) = (client(), server.base.clone());
 
     let created = call(&http, &base, "/createTask", json!({"clientKey": key, "callbackUrl": cb,
@@ -150,4 +150,84 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     // The token is good at the site.
     let ok = verify(&http, &format!("{}/altcha/verify", site.base), json!({"payload": token})).await;
     assert_eq!(ok["ok"], true, "{ok}");
+}
+
+/// Direct children of `pid` whose command name contains `name` (Linux /proc).
+fn children_named(pid: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) && comm.contains(name) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+async fn classic_token(http: &reqwest::Client, base: &str, key: &str, method: &str, page_url: &str, engine: &str) -> String {
+    let text = get_in(http, base, &[("key", key), ("method", method), ("pageurl", page_url), ("engine", engine)]).await;
+    let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{page_url}: {text}")).to_string();
+    wait_final(http, base, key, &id, Duration::from_secs(150)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium() {
+    assert!(
+        std::path::Path::new(captcha_browser::DEFAULT_CHROMIUM).exists(),
+        "chromium is missing: run shared/browser/install-chromium.sh"
+    );
+    let site = Site::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = create_account(dir.path(), "1");
+    let server = Server::start(
+        dir.path(),
+        &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "1", "--browser-deadline-secs", "30"],
+    );
+    let (http, base) = (client(), server.base.clone());
+    let server_pid = server.child.id();
+
+    // Kill Chromium as soon as the first browser task has launched it: that
+    // attempt fails, the retry relaunches Chromium and succeeds.
+    let cap_page = format!("{}/cap", site.base);
+    let text = get_in(&http, &base, &[("key", &key), ("method", "cap"), ("pageurl", &cap_page), ("engine", "browser")]).await;
+    let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{text}")).to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let killed = loop {
+        let pids = children_named(server_pid, "chrom");
+        if !pids.is_empty() {
+            for p in &pids {
+                let _ = std::process::Command::new("kill").args(["-9", &p.to_string()]).status();
+            }
+            break pids;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "chromium never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!killed.is_empty());
+    let answer = wait_final(&http, &base, &key, &id, Duration::from_secs(150)).await;
+    let token = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("after a killed chromium: {answer}")).to_string();
+    let r = call(&http, &base, "/getTaskResult", json!({"clientKey": key, "taskId": id.parse::<u64>().expect("id")})).await;
+    assert!(r["solveCount"].as_u64() >= Some(2), "the killed attempt was retried: {r}");
+    let ok = verify(&http, &format!("{}/cap/verify", site.base), json!({"token": token})).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    let replay = verify(&http, &format!("{}/cap/verify", site.base), json!({"token": token})).await;
+    assert_eq!(replay["ok"], false);
+
+    // ALTCHA through the browser; its payload verifies once.
+    let answer = classic_token(&http, &base, &key, "altcha", &format!("{}/altcha-v1", site.base), "browser").await;
+    let payload = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("{answer}")).to_string();
+    let url = format!("{}/altcha/verify", site.base);
+    assert_eq!(verify(&http, &url, json!({"payload": payload})).await["ok"], true);
+    assert_eq!(verify(&http, &url, json!({"payload": payload})).await["ok"], false);
+
+    // A page without a widget ends unsolvable, uncharged.
+    let before = balance(&http, &base, &key).await;
+    let answer = classic_token(&http, &base, &key, "cap", &format!("{}/plain", site.base), "browser").await;
+    assert_eq!(answer, "ERROR_CAPTCHA_UNSOLVABLE");
+    assert_eq!(balance(&http, &base, &key).await, before);
 }

@@ -26,6 +26,7 @@
 //! - Widget drivers ([`widgets`]): ALTCHA, Cap, and the generic token widgets
 //!   (Turnstile / reCAPTCHA / hCaptcha) that return whatever response the
 //!   widget issues to an honest click, or fail.
+//! - [`BrowserSolver`]: the core's `TokenSolver` port over the pool.
 
 //!
 //! Limits worth knowing:
@@ -43,7 +44,9 @@
 
 mod error;
 mod pool;
+pub mod port;
 pub mod widgets;
 
+pub use port::BrowserSolver;
 pub use error::BrowserError;
 pub use pool::{BrowserPool, PoolConfig, TaskPage, DEFAULT_CHROMIUM, INSTALL_HINT};

@@ -95,3 +95,42 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     }
     tx.commit().map_err(sqlite)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written by version 1 (before callbacks) opens with every
+    /// account given its own signing secret and every task the classic protocol.
+    #[test]
+    fn version_1_files_migrate_to_the_current_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.sqlite3");
+        let mut conn = Connection::open(&path).expect("open");
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1).expect("version");
+        conn.execute_batch(
+            "INSERT INTO accounts (id, balance, created_ms) VALUES ('a', 5, 1), ('b', 7, 2);
+             INSERT INTO tasks (id, account_id, method, params, state, attempts, price, created_ms, updated_ms)
+             VALUES (9, 'a', 'image', '{\"kind\":\"image\"}', 0, 0, 1, 1, 1);",
+        )
+        .expect("v1 rows");
+        migrate(&mut conn, &path).expect("migrate");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, VERSION);
+        let secrets: Vec<(String, String)> = conn
+            .prepare("SELECT callback_secret, pingback_urls FROM accounts ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(secrets.len(), 2);
+        assert!(secrets.iter().all(|(s, urls)| s.starts_with("whsec_") && s.len() == 38 && urls == "[]"));
+        assert_ne!(secrets[0].0, secrets[1].0, "each account gets its own secret");
+        let protocol: String = conn.query_row("SELECT protocol FROM tasks WHERE id = 9", [], |r| r.get(0)).expect("task");
+        assert_eq!(protocol, "classic");
+        // Running the migration again changes nothing.
+        migrate(&mut conn, &path).expect("idempotent");
+    }
+}
