@@ -40,5 +40,7 @@ case "$out" in *" created "*) created=1 ;; esac
 . localstack/env.sh
 . "$env_file"
 
-echo "== cargo test -p captcha-aws (LocalStack)"
-cargo test -p captcha-aws --locked -- --include-ignored "$@"
+echo "== captcha-aws tests (LocalStack)"
+# --workspace + --test: the same feature set as the workspace's `cargo test`,
+# so nothing is rebuilt after it.
+cargo test --workspace --locked --test aws_suite --test aws_adapters --test aws_conflicts -- --include-ignored "$@"

@@ -17,7 +17,8 @@ fi
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 "$top/tests/web/install.sh" >/dev/null
 
-cargo build --locked -p captchad
+# The binary `cargo test --workspace` builds (same features: no rebuild after it).
+cargo test --workspace --locked --no-run -q
 bin="${CARGO_TARGET_DIR:-$top/target}/debug/captchad"
 work="$(mktemp -d)"
 pid=""
