@@ -15,7 +15,7 @@ use captcha_core::{
     TaskResult, TokenSolver,
 };
 use captcha_netguard::GuardedClient;
-use captcha_pingback::{Deliverer, PingbackConfig};
+use captcha_callbacks::{Deliverer, PingbackConfig};
 use captcha_browser::{BrowserPool, BrowserSolver, PoolConfig};
 use captcha_pow::{NativeSolver, SolveOptions};
 use tokio::sync::{watch, Notify};

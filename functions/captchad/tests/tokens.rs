@@ -143,9 +143,9 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let sig = headers["x-signature"].to_str().expect("ascii");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
     let five_min = Duration::from_secs(300);
-    assert_eq!(captcha_pingback::verify(&secret, sig, body.as_bytes(), now, five_min), Ok(()));
-    assert!(captcha_pingback::verify(&secret, sig, b"{\"tampered\":1}", now, five_min).is_err());
-    assert!(captcha_pingback::verify(&secret, sig, body.as_bytes(), now + 3600, five_min).is_err(), "old replays refused");
+    assert_eq!(captcha_callbacks::verify(&secret, sig, body.as_bytes(), now, five_min), Ok(()));
+    assert!(captcha_callbacks::verify(&secret, sig, b"{\"tampered\":1}", now, five_min).is_err());
+    assert!(captcha_callbacks::verify(&secret, sig, body.as_bytes(), now + 3600, five_min).is_err(), "old replays refused");
 
     // The token is good at the site.
     let ok = verify(&http, &format!("{}/altcha/verify", site.base), json!({"payload": token})).await;

@@ -13,7 +13,7 @@ use captcha_core::ports::{ManualClock, Ports, Queue, SolveError};
 use captcha_core::testkit::{image_request, png, T0};
 use captcha_core::{CaptchaService, Config, Core, ImageOptions, Method, Pool, Protocol, TaskResult};
 use captcha_netguard::NetPolicy;
-use captcha_pingback::{verify, Deliverer, PingbackConfig, Round, VerifyError, SIGNATURE_HEADER};
+use captcha_callbacks::{verify, Deliverer, PingbackConfig, Round, VerifyError, SIGNATURE_HEADER};
 
 #[derive(Debug, Clone)]
 struct Seen {

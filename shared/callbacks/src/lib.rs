@@ -1,4 +1,4 @@
-//! # captcha-pingback
+//! # captcha-callbacks
 //!
 //! The pingback stage: delivers a finished task's result to the URL the
 //! client gave (`pingback=` on `in.php`, `callbackUrl` on `createTask`),
@@ -127,7 +127,7 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(core: Arc<Core>, cfg: PingbackConfig) -> Result<Deliverer, reqwest::Error> {
-        let ua = concat!("captcha-pingback/", env!("CARGO_PKG_VERSION"));
+        let ua = concat!("captcha-callbacks/", env!("CARGO_PKG_VERSION"));
         let client = GuardedClient::new(cfg.policy.clone(), cfg.timeout, ua)?;
         Ok(Deliverer { core, client, cfg })
     }
