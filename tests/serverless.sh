@@ -31,6 +31,9 @@ if [ "$(cat "$CARGO_LAMBDA_HOME/installed" 2>/dev/null)" != "$CARGO_LAMBDA_VERSI
 fi
 export PATH="$CARGO_LAMBDA_HOME/venv/bin:$PATH"
 
+# The widget test site's npm packages (ALTCHA / Cap case).
+tests/web/install.sh
+
 # ---------------------------------------------------------------- LocalStack + the stack
 localstack/install.sh
 . localstack/common.sh

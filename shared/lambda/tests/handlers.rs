@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use captcha_core::ports::memory::MemoryStore;
-use captcha_core::ports::{ManualClock, Ports, Queue, TaskQueue};
+use captcha_core::ports::{ManualClock, Ports, Queue};
 use captcha_core::testkit::{image_request, png, World, T0};
 use captcha_core::{
     CaptchaService, Finished, ImageOptions, Method, Pool, Protocol, SolveError, SubmitRequest, TaskResult, TaskSpec,
@@ -211,7 +211,7 @@ async fn a_failing_callback_backs_off_then_goes_to_the_dlq() {
 }
 
 #[tokio::test]
-async fn a_batch_reports_only_its_failed_records() {
+async fn a_batch_acknowledges_poison_and_good_records_alike() {
     let w = world();
     let key = w.account(10_000).await;
     let id = w.submit(&key).await.expect("accepted");

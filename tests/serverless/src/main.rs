@@ -526,6 +526,58 @@ async fn case_callback(w: &World) -> Result<String> {
     Ok(format!("signed callback {body:?}"))
 }
 
+/// A widget that needs a browser goes to the browser queue; without a browser
+/// pool captcha-solve-browser ends it unsolvable at once and releases the hold.
+async fn case_browser_queue(w: &World) -> Result<String> {
+    let acct = w.account(100_000).await?;
+    let f = form(&[("key", &acct.key), ("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", "https://example.com/login")]);
+    let id = ok_id(&w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?)?;
+    let r = w.wait_result(&acct.key, &id, Duration::from_secs(60)).await?;
+    ensure!(r == "ERROR_CAPTCHA_UNSOLVABLE", "{r}");
+    let t = w.task(&id).await?;
+    ensure!(t.attempts == 1, "given up at once: {t:?}");
+    let a = w.settled_account(&acct.key, 100_000).await?;
+    ensure!(a.balance_micros == 100_000 && a.held_micros == 0, "hold released: {a:?}");
+    Ok(format!("turnstile → {r} after {} attempt ({})", t.attempts, t.error.unwrap_or_default()))
+}
+
+/// ALTCHA and Cap go to the browser queue; captcha-solve-browser's native
+/// proof-of-work solver answers them; the widget site (`tests/web`, real
+/// altcha-lib and @cap.js/server under Node) accepts each token once.
+async fn case_native_pow(w: &World) -> Result<String> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+    ensure!(dir.join("node_modules/altcha-lib").is_dir(), "tests/web/node_modules is missing (tests/web/install.sh)");
+    let mut child = tokio::process::Command::new("node")
+        .args(["server.js", "--port", "0"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("node must be installed")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
+    let port: u16 = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).with_context(|| format!("site said {line:?}"))?;
+    let site = format!("http://127.0.0.1:{port}");
+    let acct = w.account(100_000).await?;
+    let mut notes = Vec::new();
+    for (page, verify_path, field, method) in [
+        ("/altcha", "/altcha/verify", "payload", "altcha"),
+        ("/cap", "/cap/verify", "token", "cap"),
+    ] {
+        let t0 = Instant::now();
+        let f = form(&[("key", &acct.key), ("method", method), ("pageurl", &format!("{site}{page}"))]);
+        let id = ok_id(&w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?)?;
+        let r = w.wait_result(&acct.key, &id, Duration::from_secs(90)).await?;
+        let token = r.strip_prefix("OK|").with_context(|| format!("{method}: {r}"))?;
+        let ok: Value = w.lambda.http.post(format!("{site}{verify_path}")).json(&json!({ field: token })).send().await?.json().await?;
+        ensure!(ok["ok"] == true, "{method}: the site refused the token: {ok}");
+        notes.push(format!("{method} solved + verified in {:.0} ms", t0.elapsed().as_secs_f64() * 1000.0));
+    }
+    let _ = child.kill().await;
+    Ok(notes.join(", "))
+}
+
 // ------------------------------------------------------------------ main
 
 #[tokio::main]
@@ -592,6 +644,8 @@ async fn main() -> Result<()> {
     report.record("50 parallel submits against a balance for 10", case_parallel_balance(&w).await);
     report.record("JSON createTask + getTaskResult", case_json_api(&w).await);
     report.record("signed callback delivered by captcha-pingback", case_callback(&w).await);
+    report.record("browser queue without a browser: unsolvable at once", case_browser_queue(&w).await);
+    report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w).await);
 
     stop.store(true, Ordering::SeqCst);
     for p in pollers {
