@@ -3,16 +3,16 @@
 //! What the six Lambda functions (`functions/captcha-*`) share, so that each
 //! `main` is a few lines:
 //!
-//! - [`config`]: [`Settings::from_env`], one parser for every function's
+//! - [`config`] — [`Settings::from_env`], one parser for every function's
 //!   environment (`infra/README.md`, "Parameters → function environment");
-//! - [`runtime`]: start-up ([`Init`]: logging, TLS provider, the core over
+//! - [`runtime`] — start-up ([`Init`]: logging, TLS provider, the core over
 //!   `captcha_aws::AwsStores`, built once per cold start, the init-time line)
 //!   and [`run_sqs`], the SQS event-source loop;
-//! - [`sqs`]: [`handle_batch`], every record on its own with a partial batch
+//! - [`sqs`] — [`handle_batch`], every record on its own with a partial batch
 //!   response (`batchItemFailures`);
-//! - [`handlers`]: one record of each queue (route, solve-ocr, solve-browser,
+//! - [`handlers`] — one record of each queue (route, solve-ocr, solve-browser,
 //!   pingback) over the core, unit-tested on the in-memory adapters;
-//! - [`http`]: the API router behind API Gateway REST (v1) proxy events.
+//! - [`http`] — the API router behind API Gateway REST (v1) proxy events.
 //!
 //! Serverless pools are `{ocr, browser}` (the stack has no native queue):
 //! ALTCHA and Cap go to the browser queue, whose function runs the native

@@ -232,3 +232,65 @@ async fn a_batch_acknowledges_poison_and_good_records_alike() {
     assert_eq!(w.task(id).await.state, TaskState::Routed);
     let _ = T0;
 }
+
+/// A task table that is down: every call fails as a backend outage would.
+struct DownTasks;
+
+fn down<T>() -> captcha_core::ports::StoreResult<T> {
+    Err(captcha_core::StoreError::Unavailable("tasks table unreachable".into()))
+}
+
+#[async_trait]
+impl captcha_core::ports::TaskStore for DownTasks {
+    async fn put_new(&self, _: &captcha_core::Task, _: &[u8]) -> captcha_core::ports::StoreResult<bool> {
+        down()
+    }
+    async fn get(&self, _: captcha_core::TaskId) -> captcha_core::ports::StoreResult<Option<captcha_core::Task>> {
+        down()
+    }
+    async fn image(&self, _: captcha_core::TaskId) -> captcha_core::ports::StoreResult<Option<Vec<u8>>> {
+        down()
+    }
+    async fn transition(&self, _: captcha_core::TaskId, _: &captcha_core::Transition) -> captcha_core::ports::StoreResult<bool> {
+        down()
+    }
+    async fn set_report(&self, _: captcha_core::TaskId, _: captcha_core::Report, _: u64) -> captcha_core::ports::StoreResult<bool> {
+        down()
+    }
+    async fn stuck(&self, _: TaskState, _: u64, _: usize) -> captcha_core::ports::StoreResult<Vec<captcha_core::Task>> {
+        down()
+    }
+    async fn overdue(&self, _: u64, _: usize) -> captcha_core::ports::StoreResult<Vec<captcha_core::Task>> {
+        down()
+    }
+    async fn purge(&self, _: u64, _: u64, _: usize) -> captcha_core::ports::StoreResult<usize> {
+        down()
+    }
+}
+
+#[tokio::test]
+async fn storage_outages_fail_only_their_records_for_redelivery() {
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(MemoryStore::new(clock.clone()));
+    let ports = Ports { queue: store.clone(), tasks: Arc::new(DownTasks), accounts: store, clock };
+    let settings = Settings::from_lookup(|_| None).expect("defaults");
+    let core = Arc::new(captcha_core::Core::new(settings.core, ports));
+    let deliverer = Deliverer::new(core.clone(), PingbackConfig::default()).expect("client");
+    let solver = BrowserQueueSolver { native: None, browser: None };
+    let r = record("x", "123456", "r", 1);
+    assert!(matches!(handlers::route(&core, &r).await, Verdict::Retry(_)));
+    assert!(matches!(handlers::solve_image(&core, reads("x"), &r).await, Verdict::Retry(_)));
+    assert!(matches!(handlers::solve_token(&core, &solver, &r).await, Verdict::Retry(_)));
+    assert!(matches!(handlers::pingback(&deliverer, &r).await, Verdict::Retry(_)));
+
+    // In a batch: the poison record is acknowledged, the one that hit the outage comes back.
+    let mut event = SqsEvent::default();
+    event.records = vec![record("poison", "garbage", "r1", 1), record("real", "123456", "r2", 1)];
+    let resp = handle_batch(event, 2, |r| {
+        let core = core.clone();
+        async move { handlers::route(&core, &r).await }
+    })
+    .await;
+    let ids: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(ids, ["real"]);
+}
