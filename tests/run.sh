@@ -3,7 +3,8 @@
 # workspace — unit, protocol, store, OCR accuracy floors, and the end-to-end
 # tests that start the real `captchad` binary (crash/restart included, ALTCHA
 # and Cap pages of the Node widget site in tests/web solved natively, signed
-# callbacks) — then the official client libraries against a live captchad.
+# callbacks) — then the AWS adapters and the six Lambda functions end to end on
+# LocalStack, then the official client libraries against a live captchad.
 # Installs what it needs itself; safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ cargo test --workspace --locked
 
 echo "== AWS adapters on LocalStack (SQS + DynamoDB; installs and starts it)"
 ./tests/aws.sh
+
+echo "== serverless pipeline on LocalStack (six Lambda binaries under cargo lambda watch)"
+./tests/serverless.sh
 
 echo "== official clients against captchad"
 ./tests/clients/run.sh

@@ -11,6 +11,9 @@
 //! - [`store`]: opening the data dir.
 
 pub mod account;
-pub mod ocr_solver;
+/// The OCR model behind the core's solver port (now in `captcha_ocr::port`).
+pub mod ocr_solver {
+    pub use captcha_ocr::port::{constraints, OcrSolver};
+}
 pub mod serve;
 pub mod store;

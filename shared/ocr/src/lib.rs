@@ -29,6 +29,8 @@ pub mod ctc;
 pub mod error;
 pub mod model;
 pub mod preprocess;
+#[cfg(feature = "core-port")]
+pub mod port;
 
 pub use ctc::{Answer, Charset, Constraints, LogProbs};
 pub use error::OcrError;

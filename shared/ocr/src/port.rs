@@ -1,7 +1,9 @@
-//! The OCR crate behind the core's `ImageSolver` port.
+//! The OCR model behind the core's `ImageSolver` port (feature `core-port`),
+//! shared by the embedded server (`captchad`) and the `captcha-solve-ocr` Lambda.
 
 use captcha_core::{ImageOptions, ImageSolver, SolveError};
-use captcha_ocr::{Constraints, Ocr, OcrError};
+
+use crate::{Constraints, Ocr, OcrError};
 
 /// Reads images with the model loaded once per process.
 pub struct OcrSolver {
