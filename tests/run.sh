@@ -18,6 +18,9 @@ echo "== widget test site (npm ci, pinned)"
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 
+echo "== infra/template.yaml: cfn-lint (pinned, own venv) + queue/function checks"
+./infra/lint.sh
+
 echo "== AWS adapters on LocalStack (SQS + DynamoDB; installs and starts it)"
 ./tests/aws.sh
 
