@@ -30,7 +30,7 @@ pub enum BrowserError {
     /// A DevTools protocol call failed.
     #[error("browser protocol error: {0}")]
     Cdp(String),
-    /// Configuration not accepted (e.g. a flag that would disguise the browser).
+    /// Configuration not accepted (e.g. zero browsers or pages).
     #[error("bad browser configuration: {0}")]
     Config(String),
     /// The pool was shut down.

@@ -2,10 +2,10 @@
 //!
 //! An **honest** headless Chromium for widgets that only a browser can solve:
 //! the browser renders the page and the widget, does what a person's click on
-//! the checkbox triggers, and returns the token the widget issues. There is no
-//! stealth of any kind: `navigator.webdriver` stays true, the user agent is
-//! Chromium's own (`HeadlessChrome`), no fingerprint is altered, and
-//! third-party image/audio/behavioural challenges are not solved. If a
+//! the checkbox triggers, and returns the token the widget issues. It runs
+//! with a fixed argument list and reports itself as the automated browser it
+//! is (Chromium's own `HeadlessChrome` user agent, `navigator.webdriver`
+//! true); third-party image/audio/behavioural challenges are not solved. If a
 //! provider refuses an honest browser, the task fails with
 //! [`BrowserError::Unsolvable`].
 //!

@@ -51,9 +51,10 @@ pub struct PoolConfig {
     pub host_resolver_rules: Option<String>,
     /// `--proxy-server` (tests: `http://127.0.0.1:9`, nothing listens there).
     pub proxy_server: Option<String>,
-    /// More Chromium flags, without leading dashes (`key` or `key=value`).
-    /// Flags that would disguise the browser are refused.
-    pub extra_flags: Vec<String>,
+    /// Write Chromium's network log here (`--log-net-log`), for checking
+    /// which hosts the browser tried to reach. The pool takes no other
+    /// free-form flags: its argument list is fixed.
+    pub net_log: Option<PathBuf>,
     /// Which addresses pages may reach.
     pub policy: NetPolicy,
     /// How long Chromium may take to start.
@@ -76,7 +77,7 @@ impl Default for PoolConfig {
             task_deadline: Duration::from_secs(60),
             host_resolver_rules: None,
             proxy_server: None,
-            extra_flags: Vec::new(),
+            net_log: None,
             policy: NetPolicy::strict(),
             launch_timeout: Duration::from_secs(20),
             // SAFETY: geteuid(2) has no preconditions.
@@ -84,15 +85,6 @@ impl Default for PoolConfig {
             health_timeout: Duration::from_secs(3),
         }
     }
-}
-
-/// Flags this crate refuses because they disguise an automated browser.
-fn is_disguising_flag(key: &str, value: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key == "user-agent"
-        || key == "remote-debugging-port"
-        || key == "user-data-dir"
-        || (key == "disable-blink-features" && value.to_ascii_lowercase().contains("automationcontrolled"))
 }
 
 /// One running Chromium.
@@ -588,20 +580,8 @@ fn build_args(config: &PoolConfig) -> Result<Vec<(String, Option<String>)>, Brow
     if let Some(proxy) = &config.proxy_server {
         args.push(("proxy-server".into(), Some(proxy.clone())));
     }
-    for flag in &config.extra_flags {
-        let flag = flag.trim().trim_start_matches('-');
-        if flag.is_empty() {
-            continue;
-        }
-        let (k, v) = match flag.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (flag.to_string(), None),
-        };
-        if is_disguising_flag(&k, v.as_deref().unwrap_or("")) {
-            return Err(BrowserError::Config(format!("flag --{k} is not allowed (the browser stays honest and pool-managed)")));
-        }
-        args.retain(|(key, _)| key != &k);
-        args.push((k, v));
+    if let Some(path) = &config.net_log {
+        args.push(("log-net-log".into(), Some(path.display().to_string())));
     }
     Ok(args)
 }
