@@ -52,16 +52,7 @@ impl Drop for Server {
 
 /// `captchad account create`: the key is alone on the first line.
 pub fn create_account(data_dir: &Path, balance: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["account", "create", "--balance", balance, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("run account create");
-    assert!(out.status.success(), "account create failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).expect("utf-8");
-    let key = stdout.lines().next().expect("a first line").to_string();
-    assert_eq!(key.len(), 32, "key {key:?}");
-    key
+    create_account_with_secret(data_dir, balance).0
 }
 
 pub fn validation_dir(style: &str) -> PathBuf {
@@ -127,6 +118,7 @@ pub fn create_account_with_secret(data_dir: &Path, balance: &str) -> (String, St
     assert!(out.status.success(), "account create failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let key = stdout.lines().next().expect("a first line").to_string();
+    assert_eq!(key.len(), 32, "key {key:?}");
     let secret = stdout
         .lines()
         .find_map(|l| l.strip_prefix("callback signing secret "))
