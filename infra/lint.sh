@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lints infra/template.yaml with a pinned cfn-lint (own venv, outside the clone), then checks what
 # cfn-lint cannot know: each queue's visibility timeout is >= 6x its consumer's timeout, and all
-# six functions get the same configuration variables. Exits non-zero on any finding.
+# seven functions get the same configuration variables (besides the browser's and the sweeper's own),
+# and the sweeper's solve timeout outlasts every solve function. Exits non-zero on any finding.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CFN_LINT_VERSION=1.58.0
@@ -39,11 +40,17 @@ for name, r in res.items():
         if "RedrivePolicy" not in r["Properties"]:
             bad.append(f"{name}: no RedrivePolicy")
 fns = {n: r for n, r in res.items() if r["Type"] == "AWS::Lambda::Function"}
-if len(fns) != 6:
-    bad.append(f"{len(fns)} functions, expected 6")
+if len(fns) != 7:
+    bad.append(f"{len(fns)} functions, expected 7")
+# Function-specific variables: the browser function's Chromium, the sweeper's clocks.
+OWN = ("CAPTCHA_CHROMIUM_", "CAPTCHA_BROWSER_PAGES", "CAPTCHA_BROWSER_DEADLINE_", "CAPTCHA_SOLVE_TIMEOUT_", "CAPTCHA_TASK_DEADLINE_")
+solve_min = int(tpl["Parameters"]["SolveTimeoutSecs"]["MinValue"])
+for n, r in fns.items():
+    if n.startswith("Solve") and int(r["Properties"]["Timeout"]) >= solve_min:
+        bad.append(f"{n}: Timeout {r['Properties']['Timeout']} >= SolveTimeoutSecs.MinValue {solve_min} (the sweeper would retry live solves)")
 base = None
 for n, r in sorted(fns.items()):
-    env = {k: v for k, v in r["Properties"]["Environment"]["Variables"].items() if k != "CAPTCHA_CHROMIUM_PATH"}
+    env = {k: v for k, v in r["Properties"]["Environment"]["Variables"].items() if not k.startswith(OWN)}
     if base is None:
         base = (n, env)
     elif env != base[1]:

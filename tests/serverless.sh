@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end test of the serverless pipeline on this machine, no Docker:
 #   LocalStack (SQS, DynamoDB, CloudFormation) ← the queues/tables stack of infra/template.yaml
-#   the six Lambda functions' real binaries on `cargo lambda watch`'s runtime API (PyPI cargo-lambda, pinned)
+#   the seven Lambda functions' real binaries on `cargo lambda watch`'s runtime API (PyPI cargo-lambda, pinned)
 #   tests/serverless (captcha-serverless-tests): API Gateway REST proxy events to submit/poll,
 #   event-source pollers that feed route / solve-ocr / solve-browser / pingback like Lambda's
-#   SQS mappings (partial batch responses), the cases, latency and init-time numbers.
+#   SQS mappings (partial batch responses), scheduled-event invocations of captcha-sweep, the cases,
+#   latency and init-time numbers. captcha-solve-browser drives the Chromium of
+#   shared/browser/install-chromium.sh (confined to 127.0.0.1 by resolver rules).
 # Idempotent; leaves LocalStack running if it was running before. Prints `N passed, M failed`.
 #   tests/serverless.sh            (env: CARGO_TARGET_DIR, LAMBDA_INVOKE_PORT=9000, E2E_LATENCY_TASKS=20)
 set -euo pipefail
@@ -20,7 +22,7 @@ STACK=captcha-e2e
 PREFIX=captcha-e2e-
 target="${CARGO_TARGET_DIR:-$root/target}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/captcha-serverless.XXXXXX")"
-functions=(captcha-submit captcha-poll captcha-route captcha-solve-ocr captcha-solve-browser captcha-pingback)
+functions=(captcha-submit captcha-poll captcha-route captcha-solve-ocr captcha-solve-browser captcha-pingback captcha-sweep)
 
 # ---------------------------------------------------------------- cargo-lambda (own venv, pinned)
 if [ "$(cat "$CARGO_LAMBDA_HOME/installed" 2>/dev/null)" != "$CARGO_LAMBDA_VERSION" ]; then
@@ -31,8 +33,9 @@ if [ "$(cat "$CARGO_LAMBDA_HOME/installed" 2>/dev/null)" != "$CARGO_LAMBDA_VERSI
 fi
 export PATH="$CARGO_LAMBDA_HOME/venv/bin:$PATH"
 
-# The widget test site's npm packages (ALTCHA / Cap case).
+# The widget test site's npm packages (ALTCHA / Cap case) and Chromium (the browser pool).
 tests/web/install.sh
+shared/browser/install-chromium.sh
 
 # ---------------------------------------------------------------- LocalStack + the stack
 localstack/install.sh
@@ -69,7 +72,8 @@ CARGO_TARGET_DIR="$target" cargo build -q --locked --workspace --bins
 
 # ---------------------------------------------------------------- the functions under cargo lambda watch
 # The function environment: the stack outputs + the template's parameters (infra/README.md) + the
-# test's knobs (a low in-flight cap for NO_SLOT_AVAILABLE, callbacks to 127.0.0.1).
+# test's knobs (a low in-flight cap for NO_SLOT_AVAILABLE, callbacks and pages on 127.0.0.1, a short
+# solve timeout so the sweeper case need not wait 240 s: only that case invokes captcha-sweep).
 {
     sed -e 's/^export //' -e 's/"//g' "$work/stack.env"
     cat <<ENV
@@ -86,6 +90,12 @@ CAPTCHA_MAX_RPS=1000
 CAPTCHA_RESULT_RETENTION_SECS=600
 CAPTCHA_MAX_ATTEMPTS=3
 CAPTCHA_ALLOW_PRIVATE_NETWORK=127.0.0.0/8
+CAPTCHA_SOLVE_TIMEOUT_SECS=3
+CAPTCHA_TASK_DEADLINE_SECS=900
+CAPTCHA_CHROMIUM_PATH=${CAPTCHA_CHROMIUM_PATH:-/usr/lib/chromium/chromium}
+CAPTCHA_CHROMIUM_HOST_RESOLVER_RULES='MAP * ~NOTFOUND , EXCLUDE 127.0.0.1'
+CAPTCHA_BROWSER_PAGES=2
+CAPTCHA_BROWSER_DEADLINE_SECS=30
 ENV
 } > "$work/functions.env"
 set -a; . "$work/functions.env"; set +a

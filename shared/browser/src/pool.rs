@@ -613,7 +613,14 @@ fn write_wrapper(path: &Path, chromium: &Path) -> Result<(), BrowserError> {
     if chromium.contains('\'') {
         return Err(BrowserError::Config("chromium path must not contain a quote".into()));
     }
-    let script = format!("#!/bin/sh\n# Chromium dies with the process that started it.\nexec setpriv --pdeathsig KILL -- '{chromium}' \"$@\" about:blank\n");
+    // `setpriv` (util-linux) is on Debian and in the install script; a
+    // Lambda layer may lack it, and there the whole microVM goes with the
+    // function, so plain `exec` is the fallback.
+    let script = format!(
+        "#!/bin/sh\n# Chromium dies with the process that started it.\n\
+         if command -v setpriv >/dev/null 2>&1; then exec setpriv --pdeathsig KILL -- '{chromium}' \"$@\" about:blank; fi\n\
+         exec '{chromium}' \"$@\" about:blank\n"
+    );
     std::fs::write(path, script).map_err(|e| BrowserError::Launch(format!("wrapper: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| BrowserError::Launch(format!("wrapper: {e}")))?;

@@ -646,8 +646,11 @@ impl Core {
             }
         }
 
+        // Only the pools this deployment runs have queues (the serverless
+        // stack has no native queue); a task left in another pool's queue is
+        // given up by the deadline above.
         let mut queues = vec![Queue::INTAKE];
-        queues.extend(Pool::ALL.iter().map(|p| Queue::pool(*p)));
+        queues.extend(cfg.pools.iter().map(|p| Queue::pool(*p)));
         for queue in queues {
             let dlq = queue.dead();
             let msgs = self.ports.queue.receive(dlq, batch, cfg.visibility_timeout).await?;

@@ -3,6 +3,7 @@
 //! `infra/README.md`).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use captcha_aws::EnvError;
@@ -20,6 +21,27 @@ pub struct Settings {
     /// Which addresses page URLs and callbacks may reach
     /// (`CAPTCHA_ALLOW_PRIVATE_NETWORK`, a comma list of CIDRs; public only by default).
     pub net_policy: NetPolicy,
+    /// The browser pool of `captcha-solve-browser` (`CAPTCHA_CHROMIUM_PATH`
+    /// set; the function checks the file exists). `None`: native solvers only.
+    pub browser: Option<BrowserSettings>,
+}
+
+/// `captcha-solve-browser`'s Chromium (from a layer in AWS, see `infra/README.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSettings {
+    /// `CAPTCHA_CHROMIUM_PATH`.
+    pub chromium: PathBuf,
+    /// `CAPTCHA_BROWSER_PAGES` (default 2): pages one instance drives at once.
+    pub pages: usize,
+    /// `CAPTCHA_BROWSER_DEADLINE_SECS` (default 60): one browser attempt.
+    pub deadline: Duration,
+    /// `CAPTCHA_CHROMIUM_SANDBOX` (`0`/`1`; unset: on unless running as
+    /// root). Lambda has no user namespaces, so the template sets `0` there
+    /// and relies on the per-instance microVM.
+    pub sandbox: Option<bool>,
+    /// `CAPTCHA_CHROMIUM_HOST_RESOLVER_RULES`: Chromium's `--host-resolver-rules`
+    /// (the tests confine it to 127.0.0.1 with `MAP * ~NOTFOUND , EXCLUDE 127.0.0.1`).
+    pub host_resolver_rules: Option<String>,
 }
 
 impl Settings {
@@ -66,6 +88,29 @@ impl Settings {
         core.request_burst = rps;
         core.result_retention = Duration::from_secs(number("CAPTCHA_RESULT_RETENTION_SECS", 600)?);
         core.max_attempts = small("CAPTCHA_MAX_ATTEMPTS", 3)?.max(1);
+        // The sweeper's clocks. A task `solving` longer than the solve timeout
+        // was dropped by a dead solver (its message comes back but finds the
+        // task claimed), so the timeout must exceed the slowest solve
+        // function's Lambda timeout (solve-browser: 180 s).
+        core.solve_timeout = Duration::from_secs(number("CAPTCHA_SOLVE_TIMEOUT_SECS", 240)?.max(1));
+        core.task_deadline = Duration::from_secs(number("CAPTCHA_TASK_DEADLINE_SECS", 900)?.max(1));
+        core.hold_repair_after = Duration::from_secs(number("CAPTCHA_HOLD_REPAIR_SECS", 1200)?.max(1));
+
+        let browser = match get("CAPTCHA_CHROMIUM_PATH") {
+            None => None,
+            Some(path) => Some(BrowserSettings {
+                chromium: PathBuf::from(path),
+                pages: small("CAPTCHA_BROWSER_PAGES", 2)?.clamp(1, 16) as usize,
+                deadline: Duration::from_secs(number("CAPTCHA_BROWSER_DEADLINE_SECS", 60)?.clamp(5, 900)),
+                sandbox: match get("CAPTCHA_CHROMIUM_SANDBOX").as_deref() {
+                    None => None,
+                    Some("1" | "true") => Some(true),
+                    Some("0" | "false") => Some(false),
+                    Some(v) => return Err(invalid("CAPTCHA_CHROMIUM_SANDBOX", v, "0, 1, true or false")),
+                },
+                host_resolver_rules: get("CAPTCHA_CHROMIUM_HOST_RESOLVER_RULES"),
+            }),
+        };
 
         let net_policy = match get("CAPTCHA_ALLOW_PRIVATE_NETWORK") {
             None => NetPolicy::strict(),
@@ -74,7 +119,7 @@ impl Settings {
                 reason,
             })?,
         };
-        Ok(Settings { core, net_policy })
+        Ok(Settings { core, net_policy, browser })
     }
 }
 
@@ -97,6 +142,8 @@ mod tests {
         assert_eq!(s.core.max_attempts, 3);
         assert_eq!(s.core.pools, BTreeSet::from([Pool::Ocr, Pool::Browser]));
         assert_eq!(s.core.offer(Method::Cap), Some(3_000));
+        assert!(s.core.solve_timeout > Duration::from_secs(180), "beyond solve-browser's Lambda timeout");
+        assert!(s.browser.is_none());
     }
 
     #[test]
@@ -109,8 +156,22 @@ mod tests {
             ("CAPTCHA_RESULT_RETENTION_SECS", "900"),
             ("CAPTCHA_MAX_ATTEMPTS", "2"),
             ("CAPTCHA_ALLOW_PRIVATE_NETWORK", "127.0.0.0/8, ::1/128"),
+            ("CAPTCHA_SOLVE_TIMEOUT_SECS", "5"),
+            ("CAPTCHA_TASK_DEADLINE_SECS", "60"),
+            ("CAPTCHA_HOLD_REPAIR_SECS", "120"),
+            ("CAPTCHA_CHROMIUM_PATH", "/opt/chromium/chromium"),
+            ("CAPTCHA_BROWSER_PAGES", "3"),
+            ("CAPTCHA_CHROMIUM_SANDBOX", "0"),
         ])
         .unwrap();
+        assert_eq!(s.core.solve_timeout, Duration::from_secs(5));
+        assert_eq!(s.core.task_deadline, Duration::from_secs(60));
+        assert_eq!(s.core.hold_repair_after, Duration::from_secs(120));
+        let b = s.browser.clone().unwrap();
+        assert_eq!((b.chromium, b.pages, b.deadline, b.sandbox), ("/opt/chromium/chromium".into(), 3, Duration::from_secs(60), Some(false)));
+        assert_eq!(b.host_resolver_rules, None);
+        let bad = settings(&[("CAPTCHA_CHROMIUM_PATH", "/c"), ("CAPTCHA_CHROMIUM_SANDBOX", "maybe")]);
+        assert!(matches!(bad, Err(EnvError::Invalid { .. })));
         assert_eq!(s.core.prices[&Method::Image], 2_000);
         assert_eq!(s.core.prices[&Method::Turnstile], 10_000);
         assert_eq!(s.core.max_in_flight_per_key, 7);
@@ -128,6 +189,7 @@ mod tests {
             ("CAPTCHA_MAX_IN_FLIGHT", "-1"),
             ("CAPTCHA_MAX_ATTEMPTS", "99999999999"),
             ("CAPTCHA_ALLOW_PRIVATE_NETWORK", "localhost"),
+            ("CAPTCHA_SOLVE_TIMEOUT_SECS", "soon"),
         ] {
             assert!(matches!(settings(&[(k, v)]), Err(EnvError::Invalid { .. })), "{k}={v}");
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
-use captcha_core::{Core, Finished, ImageSolver, Method, Pool, SolveError, TokenOptions, TokenSolver};
+use captcha_core::{Core, Finished, ImageSolver, Method, Pool, SolveError, SweepReport, TokenOptions, TokenSolver};
 use captcha_callbacks::{Attempt, Deliverer};
 
 use crate::sqs::{message_of, Verdict};
@@ -69,11 +69,12 @@ pub async fn solve_token_outcome(
 }
 
 /// The browser queue's solver: the native proof-of-work solver for ALTCHA and
-/// Cap first, then the browser; without a browser (none deployed yet) a page
-/// that needs one is unsolvable at once (never retried into the same queue).
+/// Cap first (unless `engine=browser`), then the browser; without a browser
+/// (no Chromium deployed) a page that needs one is unsolvable at once (never
+/// retried into the same queue), as is one forced to `engine=native`.
 pub struct BrowserQueueSolver {
     pub native: Option<Arc<dyn TokenSolver>>,
-    /// The browser pool plugs in here (the Chromium crate's `TokenSolver`).
+    /// The Chromium pool (`captcha_browser::BrowserSolver`), if deployed.
     pub browser: Option<Arc<dyn TokenSolver>>,
 }
 
@@ -85,6 +86,9 @@ impl TokenSolver for BrowserQueueSolver {
         if native_first {
             if let Some(native) = &self.native {
                 match native.solve(method, options).await {
+                    Err(SolveError::NeedsBrowser(why)) if options.engine == Some(captcha_core::Engine::Native) => {
+                        return Err(SolveError::Unsolvable(format!("engine=native was asked for, but {why}")))
+                    }
                     Err(SolveError::NeedsBrowser(why)) => tracing::info!(why, "native solver needs a browser"),
                     other => return other,
                 }
@@ -98,6 +102,27 @@ impl TokenSolver for BrowserQueueSolver {
             ))),
         }
     }
+}
+
+/// `captcha-sweep` (a schedule, every minute in the template): rounds of
+/// [`Core::sweep_once`] until one finds nothing to do, at most `max_rounds`
+/// (each round handles a bounded batch of each kind). Retries tasks whose
+/// solver died after claiming them, gives up overdue and dead-lettered ones
+/// (releasing their holds), repairs holds left open, purges old results.
+pub async fn sweep(core: &Core, max_rounds: usize) -> Result<SweepReport, captcha_core::StoreError> {
+    let mut total = SweepReport::default();
+    for _ in 0..max_rounds.max(1) {
+        let r = core.sweep_once().await?;
+        total.retried += r.retried;
+        total.gave_up += r.gave_up;
+        total.dead_letters += r.dead_letters;
+        total.holds_repaired += r.holds_repaired;
+        total.purged += r.purged;
+        if r.is_empty() {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// `captcha-pingback`: one delivery attempt. On failure the message is hidden

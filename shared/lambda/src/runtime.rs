@@ -76,3 +76,20 @@ where
     }))
     .await
 }
+
+/// Serves a scheduled (EventBridge) invocation: the event's content does not
+/// matter; `job` runs once per invocation and its JSON is the result. An
+/// error fails the invocation (the schedule runs it again next time).
+pub async fn run_scheduled<F, Fut>(init: Init, job: F) -> Result<(), Error>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<serde_json::Value, Error>> + Send,
+{
+    let job = Arc::new(job);
+    init.ready();
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let job = job.clone();
+        async move { job().await }
+    }))
+    .await
+}

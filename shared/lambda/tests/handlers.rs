@@ -294,3 +294,76 @@ async fn storage_outages_fail_only_their_records_for_redelivery() {
     let ids: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(ids, ["real"]);
 }
+
+#[tokio::test]
+async fn the_sweep_retries_a_task_whose_solver_died_after_claiming_it() {
+    // GIVEN an ocr record claimed by a solve function that then died
+    let w = world();
+    let key = w.account(10_000).await;
+    let id = w.submit(&key).await.expect("accepted");
+    let intake = take(&w, Queue::INTAKE).await;
+    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
+    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    let claimed = w.core.claim_message(Pool::Ocr, ocr.body.as_deref().unwrap_or("")).await.expect("claim");
+    assert!(claimed.is_some());
+    // WHEN its message comes back THEN it finds the task claimed and is dropped
+    assert_eq!(handlers::solve_image(&w.core, reads("42"), &ocr).await, Verdict::Ack);
+    assert_eq!(w.task(id).await.state, TaskState::Solving);
+    // AND a sweep within the solve timeout (beyond solve-browser's 180 s) leaves it alone
+    w.advance(Duration::from_secs(200));
+    assert_eq!(handlers::sweep(&w.core, 5).await.expect("sweep").retried, 0);
+    // WHEN the timeout passes THEN the sweep retries it, and the retry solves and charges it once
+    w.advance(Duration::from_secs(60));
+    let report = handlers::sweep(&w.core, 5).await.expect("sweep");
+    assert_eq!(report.retried, 1, "{report:?}");
+    let intake = take(&w, Queue::INTAKE).await;
+    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
+    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    assert_eq!(handlers::solve_image(&w.core, reads("42"), &ocr).await, Verdict::Ack);
+    let t = w.task(id).await;
+    assert_eq!((t.state, t.attempts), (TaskState::Solved, 2));
+    let acct = w.account_of(&key).await;
+    assert_eq!((acct.balance_micros, acct.held_micros), (10_000 - captcha_core::testkit::PRICE, 0));
+}
+
+#[tokio::test]
+async fn the_sweep_turns_a_dead_lettered_task_unsolvable_and_releases_its_hold() {
+    // GIVEN a routed task whose ocr message the queue's redrive moved to the DLQ
+    let w = world();
+    let key = w.account(10_000).await;
+    let id = w.submit(&key).await.expect("accepted");
+    let intake = take(&w, Queue::INTAKE).await;
+    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
+    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    w.ports.queue.send(Queue::pool(Pool::Ocr).dead(), ocr.body.as_deref().unwrap_or("")).await.expect("send");
+    // WHEN the sweep runs (the deployment has no native queue: only ocr and browser DLQs are read)
+    let report = handlers::sweep(&w.core, 5).await.expect("sweep");
+    // THEN the task is unsolvable, nothing charged
+    assert_eq!((report.dead_letters, report.gave_up), (1, 1), "{report:?}");
+    assert_eq!(w.task(id).await.state, TaskState::Unsolvable);
+    let acct = w.account_of(&key).await;
+    assert_eq!((acct.balance_micros, acct.held_micros), (10_000, 0));
+}
+
+#[tokio::test]
+async fn with_a_browser_the_queue_falls_back_to_it_unless_native_is_forced() {
+    let solver = BrowserQueueSolver {
+        native: Some(Arc::new(Fixed(Err(SolveError::NeedsBrowser("script-only config".into()))))),
+        browser: Some(Arc::new(Fixed(Ok("browser-token".into())))),
+    };
+    let opts = |engine| TokenOptions { page_url: "https://example.com/".into(), engine, ..Default::default() };
+    // Native cannot read the page: the browser answers.
+    assert_eq!(solver.solve(Method::Cap, &opts(None)).await, Ok("browser-token".into()));
+    // engine=native: no fallback, unsolvable.
+    let forced = solver.solve(Method::Cap, &opts(Some(captcha_core::Engine::Native))).await;
+    assert!(matches!(forced, Err(SolveError::Unsolvable(_))), "{forced:?}");
+    // engine=browser skips the native solver even when it could answer.
+    let both = BrowserQueueSolver {
+        native: Some(Arc::new(Fixed(Ok("pow-token".into())))),
+        browser: Some(Arc::new(Fixed(Ok("browser-token".into())))),
+    };
+    assert_eq!(both.solve(Method::Altcha, &opts(Some(captcha_core::Engine::Browser))).await, Ok("browser-token".into()));
+    assert_eq!(both.solve(Method::Altcha, &opts(None)).await, Ok("pow-token".into()));
+    // Widgets without a native solver go straight to the browser.
+    assert_eq!(both.solve(Method::Turnstile, &opts(None)).await, Ok("browser-token".into()));
+}

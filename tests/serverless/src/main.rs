@@ -526,39 +526,51 @@ async fn case_callback(w: &World) -> Result<String> {
     Ok(format!("signed callback {body:?}"))
 }
 
-/// A widget that needs a browser goes to the browser queue; without a browser
-/// pool captcha-solve-browser ends it unsolvable at once and releases the hold.
-async fn case_browser_queue(w: &World) -> Result<String> {
-    let acct = w.account(100_000).await?;
-    let f = form(&[("key", &acct.key), ("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", "https://example.com/login")]);
+/// The widget test site (`tests/web`: real altcha-lib and @cap.js/server
+/// under Node) on 127.0.0.1, for the token cases.
+struct Site {
+    base: String,
+    _child: tokio::process::Child,
+}
+
+impl Site {
+    async fn start() -> Result<Site> {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+        ensure!(dir.join("node_modules/altcha-lib").is_dir(), "tests/web/node_modules is missing (tests/web/install.sh)");
+        let mut child = tokio::process::Command::new("node")
+            .args(["server.js", "--port", "0"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("node must be installed")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
+        let port: u16 = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).with_context(|| format!("site said {line:?}"))?;
+        Ok(Site { base: format!("http://127.0.0.1:{port}"), _child: child })
+    }
+
+    /// Asks the site whether it accepts `token` (each token once).
+    async fn verify(&self, w: &World, path: &str, field: &str, token: &str) -> Result<bool> {
+        let ok: Value = w.lambda.http.post(format!("{}{path}", self.base)).json(&json!({ field: token })).send().await?.json().await?;
+        Ok(ok["ok"] == true)
+    }
+}
+
+/// Submits a token task over in.php and waits for its final answer.
+async fn token_task(w: &World, key: &str, pairs: &[(&str, &str)]) -> Result<(String, String)> {
+    let mut all = vec![("key", key)];
+    all.extend_from_slice(pairs);
+    let f = form(&all);
     let id = ok_id(&w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?)?;
-    let r = w.wait_result(&acct.key, &id, Duration::from_secs(60)).await?;
-    ensure!(r == "ERROR_CAPTCHA_UNSOLVABLE", "{r}");
-    let t = w.task(&id).await?;
-    ensure!(t.attempts == 1, "given up at once: {t:?}");
-    let a = w.settled_account(&acct.key, 100_000).await?;
-    ensure!(a.balance_micros == 100_000 && a.held_micros == 0, "hold released: {a:?}");
-    Ok(format!("turnstile → {r} after {} attempt ({})", t.attempts, t.error.unwrap_or_default()))
+    let r = w.wait_result(key, &id, Duration::from_secs(120)).await?;
+    Ok((id, r))
 }
 
 /// ALTCHA and Cap go to the browser queue; captcha-solve-browser's native
-/// proof-of-work solver answers them; the widget site (`tests/web`, real
-/// altcha-lib and @cap.js/server under Node) accepts each token once.
-async fn case_native_pow(w: &World) -> Result<String> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
-    ensure!(dir.join("node_modules/altcha-lib").is_dir(), "tests/web/node_modules is missing (tests/web/install.sh)");
-    let mut child = tokio::process::Command::new("node")
-        .args(["server.js", "--port", "0"])
-        .current_dir(&dir)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("node must be installed")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
-    let port: u16 = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).with_context(|| format!("site said {line:?}"))?;
-    let site = format!("http://127.0.0.1:{port}");
+/// proof-of-work solver answers them; the site accepts each token once.
+async fn case_native_pow(w: &World, site: &Site) -> Result<String> {
     let acct = w.account(100_000).await?;
     let mut notes = Vec::new();
     for (page, verify_path, field, method) in [
@@ -566,16 +578,121 @@ async fn case_native_pow(w: &World) -> Result<String> {
         ("/cap", "/cap/verify", "token", "cap"),
     ] {
         let t0 = Instant::now();
-        let f = form(&[("key", &acct.key), ("method", method), ("pageurl", &format!("{site}{page}"))]);
-        let id = ok_id(&w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?)?;
-        let r = w.wait_result(&acct.key, &id, Duration::from_secs(90)).await?;
+        let (_, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base))]).await?;
         let token = r.strip_prefix("OK|").with_context(|| format!("{method}: {r}"))?;
-        let ok: Value = w.lambda.http.post(format!("{site}{verify_path}")).json(&json!({ field: token })).send().await?.json().await?;
-        ensure!(ok["ok"] == true, "{method}: the site refused the token: {ok}");
+        ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the token");
+        ensure!(!site.verify(w, verify_path, field, token).await?, "{method}: the site accepted a replay");
         notes.push(format!("{method} solved + verified in {:.0} ms", t0.elapsed().as_secs_f64() * 1000.0));
     }
-    let _ = child.kill().await;
     Ok(notes.join(", "))
+}
+
+/// `engine=browser`: captcha-solve-browser's Chromium pool renders the page,
+/// the widget computes its proof, the token it issues verifies at the site;
+/// a page without a widget ends unsolvable after one attempt, uncharged.
+async fn case_browser_in_lambda(w: &World, site: &Site) -> Result<String> {
+    let acct = w.account(100_000).await?;
+    let mut notes = Vec::new();
+    for (page, verify_path, field, method) in [
+        ("/cap", "/cap/verify", "token", "cap"),
+        ("/altcha-v1", "/altcha/verify", "payload", "altcha"),
+    ] {
+        let t0 = Instant::now();
+        let (id, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base)), ("engine", "browser")]).await?;
+        let token = r.strip_prefix("OK|").with_context(|| format!("{method} in Chromium: {r}"))?;
+        ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the browser's token");
+        let t = w.task(&id).await?;
+        notes.push(format!("{method} by Chromium in {:.1} s (attempts {})", t0.elapsed().as_secs_f64(), t.attempts));
+    }
+    let paid = 100_000 - 2 * 3_000;
+    let (id, r) = token_task(w, &acct.key, &[("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", &format!("{}/plain", site.base))]).await?;
+    ensure!(r == "ERROR_CAPTCHA_UNSOLVABLE", "turnstile on a page without it: {r}");
+    let t = w.task(&id).await?;
+    ensure!(t.attempts == 1, "given up at once: {t:?}");
+    let a = w.settled_account(&acct.key, paid).await?;
+    ensure!(a.balance_micros == paid && a.held_micros == 0, "two tokens charged, the unsolvable one not: {a:?}");
+    notes.push(format!("turnstile without a widget → {r} ({})", t.error.unwrap_or_default()));
+    Ok(notes.join(", "))
+}
+
+/// A scheduled-event invocation of captcha-sweep (what EventBridge sends).
+async fn sweep(w: &World) -> Result<Value> {
+    let event = json!({
+        "version": "0", "id": format!("sweep-{}", now_ms()), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "000000000000", "time": "2026-11-24T00:00:00Z",
+        "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:000000000000:rule/captcha-sweep"], "detail": {}
+    });
+    w.lambda.invoke("captcha-sweep", &event).await
+}
+
+/// A solve function that dies after claiming a task: its message comes back
+/// and finds the task claimed, so only the sweeper can move it on. After the
+/// solve timeout (3 s in the test env) captcha-sweep retries it; the retry
+/// is solved and charged once.
+async fn case_sweeper_retries_a_dead_solvers_task(w: &World) -> Result<String> {
+    let acct = w.account(100_000).await?;
+    w.pause("captcha-solve-ocr", true).await;
+    let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[]).await?)?;
+    let start = Instant::now();
+    while w.task(&id).await?.state != TaskState::Routed {
+        ensure!(start.elapsed() < Duration::from_secs(30), "not routed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The "solve function" that dies: receives the record, claims the task, never finishes.
+    let ocr = env("CAPTCHA_OCR_QUEUE_URL")?;
+    let got = w.sqs.receive_message().queue_url(&ocr).max_number_of_messages(1).visibility_timeout(1).wait_time_seconds(2).send().await?;
+    let msg = got.messages().first().context("the ocr message")?;
+    ensure!(msg.body() == Some(id.as_str()), "ocr message {:?}", msg.body());
+    ensure!(w.core.claim_message(captcha_core::Pool::Ocr, &id).await?.is_some(), "claimed");
+    w.pause("captcha-solve-ocr", false).await;
+    // The message reappears, the real solve-ocr drops it: the task stays `solving`.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = w.task(&id).await?;
+    ensure!(t.state == TaskState::Solving && t.attempts == 1, "stuck: {t:?}");
+    // Within the solve timeout the sweeper leaves it alone; after it, it retries.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut swept = Vec::new();
+    let start = Instant::now();
+    loop {
+        let r = sweep(w).await?;
+        swept.push(r.clone());
+        if r["retried"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        ensure!(start.elapsed() < Duration::from_secs(20), "never retried: {swept:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let r = w.wait_result(&acct.key, &id, Duration::from_secs(60)).await?;
+    ensure!(r.starts_with("OK|"), "retry: {r}");
+    let t = w.task(&id).await?;
+    ensure!(t.attempts == 2, "solved on the second attempt: {t:?}");
+    let a = w.settled_account(&acct.key, 100_000 - PRICE).await?;
+    ensure!(a.balance_micros == 100_000 - PRICE && a.held_micros == 0, "charged once: {a:?}");
+    Ok(format!("sweep {} → {r} on attempt {}", swept.last().cloned().unwrap_or_default(), t.attempts))
+}
+
+/// A message the queue's redrive moved to the dead-letter queue (here moved
+/// by hand: maxReceiveCount × a 180 s visibility is too long for a test):
+/// captcha-sweep makes its task unsolvable and releases the hold.
+async fn case_sweeper_gives_up_dead_letters(w: &World) -> Result<String> {
+    let acct = w.account(100_000).await?;
+    w.pause("captcha-route", true).await;
+    let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[]).await?)?;
+    let intake = env("CAPTCHA_INTAKE_QUEUE_URL")?;
+    let dlq = std::env::var("CAPTCHA_INTAKE_DLQ_URL").unwrap_or_else(|_| format!("{intake}-dlq"));
+    let got = w.sqs.receive_message().queue_url(&intake).max_number_of_messages(1).visibility_timeout(30).wait_time_seconds(2).send().await?;
+    let msg = got.messages().first().context("the intake message")?;
+    ensure!(msg.body() == Some(id.as_str()), "intake message {:?}", msg.body());
+    w.sqs.send_message().queue_url(&dlq).message_body(&id).send().await?;
+    w.sqs.delete_message().queue_url(&intake).receipt_handle(msg.receipt_handle().context("receipt")?).send().await?;
+    w.pause("captcha-route", false).await;
+    let r = sweep(w).await?;
+    ensure!(r["deadLetters"].as_u64().unwrap_or(0) >= 1 && r["gaveUp"].as_u64().unwrap_or(0) >= 1, "sweep: {r}");
+    let answer = w.wait_result(&acct.key, &id, Duration::from_secs(10)).await?;
+    ensure!(answer == "ERROR_CAPTCHA_UNSOLVABLE", "{answer}");
+    let a = w.settled_account(&acct.key, 100_000).await?;
+    ensure!(a.balance_micros == 100_000 && a.held_micros == 0, "hold released: {a:?}");
+    Ok(format!("sweep {r} → {answer}, nothing charged"))
 }
 
 // ------------------------------------------------------------------ main
@@ -644,8 +761,15 @@ async fn main() -> Result<()> {
     report.record("50 parallel submits against a balance for 10", case_parallel_balance(&w).await);
     report.record("JSON createTask + getTaskResult", case_json_api(&w).await);
     report.record("signed callback delivered by captcha-pingback", case_callback(&w).await);
-    report.record("browser queue without a browser: unsolvable at once", case_browser_queue(&w).await);
-    report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w).await);
+    match Site::start().await {
+        Ok(site) => {
+            report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w, &site).await);
+            report.record("Chromium in captcha-solve-browser: Cap + ALTCHA tokens, widgetless page unsolvable", case_browser_in_lambda(&w, &site).await);
+        }
+        Err(e) => report.record("the widget site starts", Err(e)),
+    }
+    report.record("captcha-sweep retries the task of a solver that died", case_sweeper_retries_a_dead_solvers_task(&w).await);
+    report.record("captcha-sweep gives up dead-lettered tasks, releasing the hold", case_sweeper_gives_up_dead_letters(&w).await);
 
     stop.store(true, Ordering::SeqCst);
     for p in pollers {
