@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official client libraries against a live captchad on 127.0.0.1:
+# Runs the official client libraries against a live captchad on 127.0.0.1 (the JSON ones also run
+# against the serverless pipeline, in tests/serverless.sh):
 # classic API: 2captcha-python (over TLS) and npm @2captcha/captcha-solver;
 # JSON task API: anticaptchaofficial (PyPI, incl. an ALTCHA page of the widget
 # site in tests/web) and npm @antiadmin/anticaptchaofficial.
@@ -10,11 +11,7 @@ top="$(cd "$here/../.." && pwd)"
 cd "$top"
 
 venv="${CAPTCHA_TEST_VENV:-$HOME/.cache/captcha-test-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import twocaptcha, anticaptchaofficial" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
-fi
-(cd "$here" && npm ci --no-audit --no-fund --silent)
+"$here/install.sh"
 "$top/tests/web/install.sh" >/dev/null
 
 # The binary `cargo test --workspace` builds (same features: no rebuild after it).

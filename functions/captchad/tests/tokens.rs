@@ -140,6 +140,7 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let (headers, body) = rx.seen.lock().expect("lock")[2].clone();
     let v: Value = serde_json::from_str(&body).expect("JSON callback");
     assert_eq!(v["solution"]["token"], token.as_str(), "the callback is what getTaskResult returns");
+    assert_eq!(v["taskId"], id, "plus the task id");
     let sig = headers["x-signature"].to_str().expect("ascii");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
     let five_min = Duration::from_secs(300);

@@ -167,7 +167,11 @@ impl Deliverer {
         let result = self.core.result_of(task);
         match task.protocol {
             Protocol::Json => {
-                let v = captcha_api::json::task_result_body(&result, self.cfg.browser_user_agent.as_deref());
+                // The getTaskResult body, plus the task id so one receiver can tell tasks apart.
+                let mut v = captcha_api::json::task_result_body(&result, self.cfg.browser_user_agent.as_deref());
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("taskId".into(), serde_json::json!(task.id));
+                }
                 (v.to_string(), "application/json", url.to_string())
             }
             Protocol::Classic => {

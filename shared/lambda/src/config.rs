@@ -1,4 +1,4 @@
-//! Settings from the environment: one [`Settings::from_env`] for all six
+//! Settings from the environment: one [`Settings::from_env`] for all seven
 //! functions (the template gives every function the same variables, see
 //! `infra/README.md`).
 

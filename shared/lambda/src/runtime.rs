@@ -1,4 +1,4 @@
-//! Process start-up shared by the six `main`s: logging, the TLS provider, the
+//! Process start-up shared by the seven `main`s: logging, the TLS provider, the
 //! [`Core`] over the AWS adapters (built once per cold start), the init-time
 //! log line, and the runtime loops.
 

@@ -25,6 +25,8 @@ use captcha_core::{AccountAdmin, Config, Core, TaskId, TaskState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod bridge;
+
 const PRICE: u64 = 1_000; // CAPTCHA_PRICE_IMAGE=0.001 in the test env
 
 fn env(name: &str) -> Result<String> {
@@ -523,7 +525,24 @@ async fn case_callback(w: &World) -> Result<String> {
         .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
     let body = String::from_utf8_lossy(&body).to_string();
     ensure!(body.contains(&format!("id={id}")) && body.contains("code="), "body {body:?}");
-    Ok(format!("signed callback {body:?}"))
+
+    // The JSON API's callbackUrl: the getTaskResult body, signed the same way.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://127.0.0.1:{}/json-cb", listener.local_addr()?.port());
+    let receiver = tokio::spawn(receive_one(listener));
+    let req = json!({"clientKey": acct.key, "callbackUrl": url, "task": {"type": "ImageToTextTask", "body": base64::engine::general_purpose::STANDARD.encode(&w.png)}});
+    let created: Value = serde_json::from_str(&w.lambda.api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", req.to_string()))).await?)?;
+    ensure!(created["errorId"] == 0, "createTask: {created}");
+    let (head, json_body) = tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no JSON callback within 60 s")???;
+    let sig = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()))
+        .context("no signature header on the JSON callback")?;
+    captcha_callbacks::verify(&acct.account.callback_secret, &sig, &json_body, now_ms() / 1000, Duration::from_secs(300))
+        .map_err(|e| anyhow::anyhow!("JSON callback signature: {e}"))?;
+    let v: Value = serde_json::from_slice(&json_body).context("the JSON callback's body")?;
+    ensure!(v["status"] == "ready" && v["taskId"] == created["taskId"] && v["solution"]["text"].is_string(), "JSON callback {v}");
+    Ok(format!("signed callbacks: classic {body:?}, JSON taskId {} text {}", v["taskId"], v["solution"]["text"]))
 }
 
 /// The widget test site (`tests/web`: real altcha-lib and @cap.js/server
@@ -695,6 +714,51 @@ async fn case_sweeper_gives_up_dead_letters(w: &World) -> Result<String> {
     Ok(format!("sweep {r} → {answer}, nothing charged"))
 }
 
+/// The official JSON clients, unmodified but for their hard-coded host:
+/// `anticaptchaofficial` (PyPI: images, balance, a refunded report, a wrong
+/// key, an ALTCHA page) and `@antiadmin/anticaptchaofficial` (npm), through
+/// the HTTP bridge that serves the template's API routes.
+async fn case_json_clients(w: &World, site: &Site) -> Result<String> {
+    let routes_file = env("E2E_API_ROUTES")?;
+    let routes = bridge::parse_routes(&std::fs::read_to_string(&routes_file).with_context(|| routes_file.clone())?)?;
+    let base = bridge::start(w.lambda.clone(), routes).await?;
+    // What API Gateway answers for a path the template does not route.
+    let nope = w.lambda.http.post(format!("{base}/nope")).body("{}").send().await?;
+    ensure!(nope.status() == 403, "an unrouted path: HTTP {}", nope.status());
+
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let clients = root.join("tests/clients");
+    let images = root.join("shared/ocr/validation/captcha-default");
+    let venv = std::env::var("CAPTCHA_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/captcha-test-venv"));
+    let acct = w.account(1_000_000).await?;
+    let images = images.display().to_string();
+    let runs: [(&str, std::path::PathBuf, Vec<String>); 2] = [
+        ("anticaptchaofficial (PyPI)", venv.join("bin/python"), vec![clients.join("anticaptcha_client.py").display().to_string(), base.clone(), acct.key.clone(), images.clone(), "5".into(), site.base.clone()]),
+        ("@antiadmin/anticaptchaofficial (npm)", "node".into(), vec![clients.join("anticaptcha_client.js").display().to_string(), base.clone(), acct.key.clone(), images.clone(), "5".into()]),
+    ];
+    let mut notes = Vec::new();
+    for (name, program, args) in runs {
+        let t0 = Instant::now();
+        let out = tokio::time::timeout(
+            Duration::from_secs(240),
+            tokio::process::Command::new(&program).args(&args).current_dir(&clients).kill_on_drop(true).output(),
+        )
+        .await
+        .with_context(|| format!("{name}: no answer within 240 s"))?
+        .with_context(|| format!("{name}: cannot run {}", program.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines() {
+            println!("    {line}");
+        }
+        ensure!(out.status.success(), "{name} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        let summary = stdout.lines().find(|l| l.contains(" right; balance ")).unwrap_or("").to_string();
+        notes.push(format!("{name} ok in {:.1} s ({})", t0.elapsed().as_secs_f64(), summary.split_once(": ").map(|x| x.1).unwrap_or("")));
+    }
+    Ok(notes.join("; "))
+}
+
 // ------------------------------------------------------------------ main
 
 #[tokio::main]
@@ -760,11 +824,12 @@ async fn main() -> Result<()> {
     report.record("duplicated SQS messages: one result, one charge", case_duplicate_message(&w).await);
     report.record("50 parallel submits against a balance for 10", case_parallel_balance(&w).await);
     report.record("JSON createTask + getTaskResult", case_json_api(&w).await);
-    report.record("signed callback delivered by captcha-pingback", case_callback(&w).await);
+    report.record("signed callbacks (classic pingback + JSON callbackUrl) delivered by captcha-pingback", case_callback(&w).await);
     match Site::start().await {
         Ok(site) => {
             report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w, &site).await);
             report.record("Chromium in captcha-solve-browser: Cap + ALTCHA tokens, widgetless page unsolvable", case_browser_in_lambda(&w, &site).await);
+            report.record("official JSON clients (PyPI + npm anticaptchaofficial) over HTTP", case_json_clients(&w, &site).await);
         }
         Err(e) => report.record("the widget site starts", Err(e)),
     }
