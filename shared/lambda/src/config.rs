@@ -78,8 +78,18 @@ impl Settings {
         let mut core = Config::default();
         core.prices.insert(Method::Image, money("CAPTCHA_PRICE_IMAGE", 1_000)?);
         let token_price = money("CAPTCHA_PRICE_TOKEN", 3_000)?;
+        // Widgets only a browser can solve are offered when the stack deploys
+        // Chromium (the template sets this from its layer parameter);
+        // otherwise they are refused at submit with ERROR_TASK_NOT_SUPPORTED.
+        let browser_widgets = match get("CAPTCHA_BROWSER_WIDGETS").as_deref() {
+            None | Some("1" | "true") => true,
+            Some("0" | "false") => false,
+            Some(v) => return Err(invalid("CAPTCHA_BROWSER_WIDGETS", v, "0, 1, true or false")),
+        };
         for m in Method::ALL.iter().filter(|m| m.is_token()) {
-            core.prices.insert(*m, token_price);
+            if browser_widgets || m.pools().contains(&Pool::Native) {
+                core.prices.insert(*m, token_price);
+            }
         }
         core.pools = BTreeSet::from([Pool::Ocr, Pool::Browser]);
         core.max_in_flight_per_key = small("CAPTCHA_MAX_IN_FLIGHT", 1000)?.max(1);
@@ -183,6 +193,17 @@ mod tests {
     }
 
     #[test]
+    fn without_chromium_browser_only_widgets_are_not_offered() {
+        let s = settings(&[("CAPTCHA_BROWSER_WIDGETS", "0")]).unwrap();
+        assert_eq!(s.core.offer(Method::Turnstile), None);
+        assert_eq!(s.core.offer(Method::RecaptchaV2), None);
+        assert_eq!(s.core.offer(Method::Hcaptcha), None);
+        assert_eq!(s.core.offer(Method::Altcha), Some(3_000), "the native solver still takes ALTCHA");
+        assert_eq!(s.core.offer(Method::Cap), Some(3_000));
+        assert_eq!(settings(&[("CAPTCHA_BROWSER_WIDGETS", "1")]).unwrap().core.offer(Method::Turnstile), Some(3_000));
+    }
+
+    #[test]
     fn refuses_malformed_values() {
         for (k, v) in [
             ("CAPTCHA_PRICE_IMAGE", "cheap"),
@@ -190,6 +211,7 @@ mod tests {
             ("CAPTCHA_MAX_ATTEMPTS", "99999999999"),
             ("CAPTCHA_ALLOW_PRIVATE_NETWORK", "localhost"),
             ("CAPTCHA_SOLVE_TIMEOUT_SECS", "soon"),
+            ("CAPTCHA_BROWSER_WIDGETS", "maybe"),
         ] {
             assert!(matches!(settings(&[(k, v)]), Err(EnvError::Invalid { .. })), "{k}={v}");
         }
