@@ -5,8 +5,8 @@
 #   tests/serverless (captcha-serverless-tests): API Gateway REST proxy events to submit/poll,
 #   event-source pollers that feed route / solve-ocr / solve-browser / pingback like Lambda's
 #   SQS mappings (partial batch responses), scheduled-event invocations of captcha-sweep, the cases,
-#   latency and init-time numbers; the official JSON clients (tests/clients) over an HTTP bridge that
-#   turns requests into the proxy events of the template's API routes. captcha-solve-browser drives the Chromium of
+#   latency and init-time numbers; the four official clients (tests/clients) over an HTTPS bridge
+#   that turns requests into the proxy events of the template's API routes. captcha-solve-browser drives the Chromium of
 #   shared/browser/install-chromium.sh (confined to 127.0.0.1 by resolver rules).
 # Idempotent; leaves LocalStack running if it was running before. Prints `N passed, M failed`.
 #   tests/serverless.sh            (env: CARGO_TARGET_DIR, LAMBDA_INVOKE_PORT=9000, E2E_LATENCY_TASKS=20)
@@ -37,7 +37,7 @@ export PATH="$CARGO_LAMBDA_HOME/venv/bin:$PATH"
 # The widget test site's npm packages (ALTCHA / Cap case) and Chromium (the browser pool).
 tests/web/install.sh
 shared/browser/install-chromium.sh
-# The official JSON clients (driven through an HTTP bridge that serves the template's API routes).
+# The official clients (driven through an HTTPS bridge that serves the template's API routes).
 tests/clients/install.sh
 
 # ---------------------------------------------------------------- LocalStack + the stack
@@ -136,7 +136,10 @@ stamp "started ${#fn_pids[@]} function instances"
 stamp "running the end-to-end cases"
 rc=0
 "$LOCALSTACK_PY" infra/api_routes.py > "$work/routes.txt"
-E2E_API_ROUTES="$work/routes.txt" LAMBDA_INVOKE_URL="http://127.0.0.1:$PORT" "$target/debug/captcha-serverless-tests" || rc=$?
+# A throwaway certificate for the HTTPS bridge on 127.0.0.1 (2captcha-python speaks https only).
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+E2E_API_ROUTES="$work/routes.txt" E2E_TLS_CERT="$work/cert.pem" E2E_TLS_KEY="$work/key.pem" LAMBDA_INVOKE_URL="http://127.0.0.1:$PORT" "$target/debug/captcha-serverless-tests" || rc=$?
 
 echo "Lambda init (process start → first runtime poll), per instance:"
 cat "$work"/captcha-*.log | grep -ho 'CAPTCHA_LAMBDA_INIT.*' | sed 's/^CAPTCHA_LAMBDA_INIT /  /' | sort | uniq -c | sort -k2 || true

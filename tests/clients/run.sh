@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the official client libraries against a live captchad on 127.0.0.1 (the JSON ones also run
-# against the serverless pipeline, in tests/serverless.sh):
+# Runs the official client libraries against a live captchad on 127.0.0.1 (tests/serverless.sh runs
+# the same scripts against the serverless pipeline):
 # classic API: 2captcha-python (over TLS) and npm @2captcha/captcha-solver;
 # JSON task API: anticaptchaofficial (PyPI, incl. an ALTCHA page of the widget
 # site in tests/web) and npm @antiadmin/anticaptchaofficial.

@@ -1,4 +1,4 @@
-//! An HTTP front for the functions, as API Gateway (REST, proxy integration)
+//! An HTTPS front for the functions, as API Gateway (REST, proxy integration)
 //! would be: each request on 127.0.0.1 becomes a proxy event for the function
 //! the template routes its path to (`infra/api_routes.py`), the proxy response
 //! becomes the HTTP response. Unrouted paths get API Gateway's own answer
@@ -37,16 +37,20 @@ struct Bridge {
     stage: String,
 }
 
-/// Serves on 127.0.0.1 (a free port); returns the base URL.
-pub async fn start(lambda: Lambda, routes: HashMap<String, String>) -> Result<String> {
+/// Serves HTTPS on 127.0.0.1 (a free port) with the given PEM certificate
+/// and key (some clients speak https only); returns `host:port`.
+pub async fn start(lambda: Lambda, routes: HashMap<String, String>, cert: &str, key: &str) -> Result<String> {
     let state = Arc::new(Bridge { lambda, routes, stage: "api".into() });
     let app = axum::Router::new().fallback(handle).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("the bridge's certificate")?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let server = axum_server::from_tcp_rustls(listener, tls)?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = server.serve(app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
-    Ok(format!("http://{addr}"))
+    Ok(addr.to_string())
 }
 
 async fn handle(

@@ -714,36 +714,55 @@ async fn case_sweeper_gives_up_dead_letters(w: &World) -> Result<String> {
     Ok(format!("sweep {r} → {answer}, nothing charged"))
 }
 
-/// The official JSON clients, unmodified but for their hard-coded host:
-/// `anticaptchaofficial` (PyPI: images, balance, a refunded report, a wrong
-/// key, an ALTCHA page) and `@antiadmin/anticaptchaofficial` (npm), through
-/// the HTTP bridge that serves the template's API routes.
-async fn case_json_clients(w: &World, site: &Site) -> Result<String> {
+/// The official client libraries, unmodified but for their endpoint, through
+/// the HTTPS bridge that serves the template's API routes (as API Gateway
+/// would): `2captcha-python` (PyPI, https only) and `@2captcha/captcha-solver`
+/// (npm) on the classic API; `anticaptchaofficial` (PyPI: images, balance, a
+/// refunded report, a wrong key, an ALTCHA page) and
+/// `@antiadmin/anticaptchaofficial` (npm) on the JSON API. The same scripts
+/// run against captchad in `tests/clients/run.sh`.
+async fn case_official_clients(w: &World, site: &Site) -> Result<String> {
     let routes_file = env("E2E_API_ROUTES")?;
     let routes = bridge::parse_routes(&std::fs::read_to_string(&routes_file).with_context(|| routes_file.clone())?)?;
-    let base = bridge::start(w.lambda.clone(), routes).await?;
-    // What API Gateway answers for a path the template does not route.
-    let nope = w.lambda.http.post(format!("{base}/nope")).body("{}").send().await?;
+    let (cert, key) = (env("E2E_TLS_CERT")?, env("E2E_TLS_KEY")?);
+    let addr = bridge::start(w.lambda.clone(), routes, &cert, &key).await?;
+    let base = format!("https://{addr}");
+    // What API Gateway answers for a path the template does not route. (This
+    // probe of our own loopback bridge skips verification: rustls refuses the
+    // throwaway self-signed CA certificate as a server certificate; the
+    // clients below do verify it, through REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS.)
+    let https = reqwest::Client::builder().danger_accept_invalid_certs(true).build()?;
+    let nope = https.post(format!("{base}/nope")).body("{}").send().await?;
     ensure!(nope.status() == 403, "an unrouted path: HTTP {}", nope.status());
 
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let clients = root.join("tests/clients");
-    let images = root.join("shared/ocr/validation/captcha-default");
+    let images = root.join("shared/ocr/validation/captcha-default").display().to_string();
     let venv = std::env::var("CAPTCHA_TEST_VENV")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/captcha-test-venv"));
+    let python = venv.join("bin/python");
+    let script = |name: &str| clients.join(name).display().to_string();
     let acct = w.account(1_000_000).await?;
-    let images = images.display().to_string();
-    let runs: [(&str, std::path::PathBuf, Vec<String>); 2] = [
-        ("anticaptchaofficial (PyPI)", venv.join("bin/python"), vec![clients.join("anticaptcha_client.py").display().to_string(), base.clone(), acct.key.clone(), images.clone(), "5".into(), site.base.clone()]),
-        ("@antiadmin/anticaptchaofficial (npm)", "node".into(), vec![clients.join("anticaptcha_client.js").display().to_string(), base.clone(), acct.key.clone(), images.clone(), "5".into()]),
+    let k = acct.key.clone();
+    let runs: Vec<(&str, std::path::PathBuf, Vec<String>)> = vec![
+        ("2captcha-python (PyPI)", python.clone(), vec![script("python_client.py"), addr.clone(), k.clone(), images.clone(), "5".into()]),
+        ("@2captcha/captcha-solver (npm)", "node".into(), vec![script("node_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
+        ("anticaptchaofficial (PyPI)", python, vec![script("anticaptcha_client.py"), base.clone(), k.clone(), images.clone(), "5".into(), site.base.clone()]),
+        ("@antiadmin/anticaptchaofficial (npm)", "node".into(), vec![script("anticaptcha_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
     ];
     let mut notes = Vec::new();
     for (name, program, args) in runs {
         let t0 = Instant::now();
         let out = tokio::time::timeout(
             Duration::from_secs(240),
-            tokio::process::Command::new(&program).args(&args).current_dir(&clients).kill_on_drop(true).output(),
+            tokio::process::Command::new(&program)
+                .args(&args)
+                .current_dir(&clients)
+                .env("REQUESTS_CA_BUNDLE", &cert)
+                .env("NODE_EXTRA_CA_CERTS", &cert)
+                .kill_on_drop(true)
+                .output(),
         )
         .await
         .with_context(|| format!("{name}: no answer within 240 s"))?
@@ -829,7 +848,7 @@ async fn main() -> Result<()> {
         Ok(site) => {
             report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w, &site).await);
             report.record("Chromium in captcha-solve-browser: Cap + ALTCHA tokens, widgetless page unsolvable", case_browser_in_lambda(&w, &site).await);
-            report.record("official JSON clients (PyPI + npm anticaptchaofficial) over HTTP", case_json_clients(&w, &site).await);
+            report.record("official clients (2captcha + anticaptcha, PyPI + npm) over HTTPS", case_official_clients(&w, &site).await);
         }
         Err(e) => report.record("the widget site starts", Err(e)),
     }
