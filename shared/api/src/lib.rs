@@ -210,6 +210,13 @@ struct AppState {
     cfg: ApiConfig,
 }
 
+/// Every path [`router`] serves (what a deployment must route to it).
+pub fn paths() -> Vec<&'static str> {
+    let mut out = vec!["/in.php", "/res.php"];
+    out.extend(json::Call::PATHS.iter().map(|(p, _)| *p));
+    out
+}
+
 /// Both APIs over `service`: the classic `/in.php` and `/res.php`, and the
 /// JSON task API (`/createTask`, `/getTaskResult`, `/getBalance`, reports).
 pub fn router(service: Arc<dyn CaptchaService>, cfg: ApiConfig) -> Router {
