@@ -7,11 +7,6 @@
 //! 1. decode (PNG, JPEG, GIF's first frame); alpha composited over white the
 //!    way Pillow's `alpha_composite` does it; RGB;
 //! 2. gray = `(R*19595 + G*38470 + B*7471 + 32768) >> 16` (Pillow's `L`);
-//!    then uniform borders trimmed ([`trim_box`]): a pixel is content when it
-//!    differs from the top-left pixel by more than [`TRIM_TOL`]; the rows from
-//!    the first to the last holding content are kept only if they span at
-//!    most 4/5 of the height, widened by [`TRIM_MARGIN`] each side, else all
-//!    rows; columns the same way, independently;
 //! 3. scale = `min(H/h, W/w)`, `nh = max(1, round(h*scale))`,
 //!    `nw = max(1, round(w*scale))` (halves rounded up, capped at H and W),
 //!    resized with Pillow's `BILINEAR` — reimplemented here bit for bit
@@ -183,55 +178,8 @@ fn over_white(c: u8, a: u8) -> u8 {
     (div255 >> PRECISION_BITS).min(255) as u8
 }
 
-/// Gray levels a border pixel may differ from the top-left one by.
-pub const TRIM_TOL: u8 = 24;
-/// Pixels of border kept around the content when trimming.
-pub const TRIM_MARGIN: u32 = 2;
-
-/// The end of step 2: `(x0, y0, x1, y1)` (half-open) of the region to keep,
-/// as `training/preprocess.py::trim_box`.
-pub fn trim_box(gray: &GrayImage) -> (u32, u32, u32, u32) {
-    let (w, h) = (gray.width() as usize, gray.height() as usize);
-    let raw = gray.as_raw();
-    let reference = raw[0];
-    let mut rows = vec![false; h];
-    let mut cols = vec![false; w];
-    for (y, row) in raw.chunks_exact(w).enumerate() {
-        for (x, &v) in row.iter().enumerate() {
-            if v.abs_diff(reference) > TRIM_TOL {
-                rows[y] = true;
-                cols[x] = true;
-            }
-        }
-    }
-    let span = |has: &[bool]| -> Option<(u32, u32)> {
-        let n = has.len();
-        let a = has.iter().position(|&c| c)?;
-        let b = n - has.iter().rev().position(|&c| c)?;
-        if (b - a) * 5 > n * 4 {
-            return Some((0, n as u32));
-        }
-        let m = TRIM_MARGIN as usize;
-        Some((a.saturating_sub(m) as u32, (b + m).min(n) as u32))
-    };
-    match (span(&rows), span(&cols)) {
-        (Some((y0, y1)), Some((x0, x1))) => (x0, y0, x1, y1),
-        _ => (0, 0, w as u32, h as u32),
-    }
-}
-
-/// Steps 2 (trim) to 4: the padded `height`×`width` canvas of gray levels.
+/// Steps 3–4: the padded `height`×`width` canvas of gray levels.
 pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
-    let (x0, y0, x1, y1) = trim_box(gray);
-    if (x0, y0, x1, y1) != (0, 0, gray.width(), gray.height()) {
-        let cropped = image::imageops::crop_imm(gray, x0, y0, x1 - x0, y1 - y0).to_image();
-        return fit_untrimmed(&cropped, height, width);
-    }
-    fit_untrimmed(gray, height, width)
-}
-
-/// Steps 3–4 on an already trimmed image.
-fn fit_untrimmed(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
     let (w, h) = (gray.width(), gray.height());
     let scale = (f64::from(height) / f64::from(h)).min(f64::from(width) / f64::from(w));
     let nh = ((f64::from(h) * scale + 0.5).floor() as u32).clamp(1, height);
@@ -441,29 +389,6 @@ mod tests {
         let pad = canvas[159];
         assert!(pad > 150 && pad < 220, "{pad}");
         assert_eq!(canvas[0], 0);
-    }
-
-    #[test]
-    fn uniform_borders_are_trimmed_only_when_large() {
-        // A 100x60 black image with a white 40x10 block at (30, 25).
-        let mut img = GrayImage::from_pixel(100, 60, image::Luma([0]));
-        for y in 25..35 {
-            for x in 30..70 {
-                img.put_pixel(x, y, image::Luma([255]));
-            }
-        }
-        assert_eq!(trim_box(&img), (28, 23, 72, 37));
-        // Content spanning more than 4/5 of an axis keeps that whole axis.
-        for y in 2..58 {
-            img.put_pixel(50, y, image::Luma([200]));
-        }
-        assert_eq!(trim_box(&img), (28, 0, 72, 60));
-        // Within the tolerance is not content; a uniform image is not trimmed.
-        let flat = GrayImage::from_pixel(50, 20, image::Luma([100]));
-        assert_eq!(trim_box(&flat), (0, 0, 50, 20));
-        let mut faint = flat.clone();
-        faint.put_pixel(10, 10, image::Luma([100 + TRIM_TOL]));
-        assert_eq!(trim_box(&faint), (0, 0, 50, 20));
     }
 
     #[test]

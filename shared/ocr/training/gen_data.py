@@ -30,9 +30,10 @@ TRAIN_SEED = 1000  # validation sets use other seeds (see make_validation.py)
 MIX = {"captcha-default": 0.9, "captcha-fonts": 1.2, "multicolor": 1.2, "pillow": 1.3, "calc": 0.7, "phrase": 0.5}
 
 
-# shard directory under data/: f"{h}x{w}{SUFFIX}". "-trim" = preprocessing with trim_box
-# (step 2b); the plain 48x160 shards of model v1 predate it.
-SUFFIX = "-trim"
+# shard directory under data/: f"{h}x{w}{SUFFIX}". Give a preprocessing change its own
+# suffix so shards made with different preprocessing never mix (the border-trim
+# experiment of MODEL.md used "-trim").
+SUFFIX = ""
 
 
 def shard_dir(h, w):

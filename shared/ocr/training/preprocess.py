@@ -8,12 +8,6 @@ Steps:
   1. alpha (RGBA, LA, P with transparency) composited over white; RGB.
   2. gray uint8 = (R*19595 + G*38470 + B*7471 + 32768) >> 16.
   (round = half away from zero, like Rust's f64::round; not Python's banker's round)
-  2b. trim uniform borders (trim_box): ref = gray[0, 0]; a pixel is content if
-     |v - ref| > TRIM_TOL (24). Rows: from the first to the last row holding content;
-     kept only if that span is at most 4/5 of the height ((y1-y0)*5 <= h*4), then widened by
-     TRIM_MARGIN (2) px each side (clamped); otherwise all rows. Columns the same way,
-     independently (content counted over all rows). No content at all: no trim.
-     (Aimed at e.g. multicolorcaptcha's black 16:9 margins; most captchas are untouched.)
   3. scale = min(H/h, W/w); nh = max(1, round(h*scale)); nw = max(1, round(w*scale));
      resize gray to (nw, nh) with PIL BILINEAR.
   4. canvas HxW filled with pad = round(mean of the border pixels of the resized
@@ -69,40 +63,9 @@ def to_gray(img: Image.Image) -> np.ndarray:
     return g.astype(np.uint8)
 
 
-TRIM_TOL = 24
-TRIM_MARGIN = 2
-
-
-def _span(has: np.ndarray, n: int):
-    idx = np.flatnonzero(has)
-    a, b = int(idx[0]), int(idx[-1]) + 1
-    if (b - a) * 5 > n * 4:
-        return 0, n
-    return max(0, a - TRIM_MARGIN), min(n, b + TRIM_MARGIN)
-
-
-def trim_box(gray: np.ndarray):
-    """Step 2b: (y0, y1, x0, x1) of the region to keep."""
-    h, w = gray.shape
-    content = np.abs(gray.astype(np.int16) - int(gray[0, 0])) > TRIM_TOL
-    rows = content.any(axis=1)
-    if not rows.any():
-        return 0, h, 0, w
-    y0, y1 = _span(rows, h)
-    x0, x1 = _span(content.any(axis=0), w)
-    return y0, y1, x0, x1
-
-
-def trimmed_gray(img: Image.Image) -> np.ndarray:
-    """Steps 1-2b."""
-    gray = to_gray(img)
-    y0, y1, x0, x1 = trim_box(gray)
-    return np.ascontiguousarray(gray[y0:y1, x0:x1])
-
-
 def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W) -> np.ndarray:
     """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
-    gray = trimmed_gray(img)
+    gray = to_gray(img)
     ih, iw = gray.shape
     scale = min(h / ih, w / iw)
     nh = max(1, round_half_up(ih * scale))
