@@ -30,8 +30,18 @@ TRAIN_SEED = 1000  # validation sets use other seeds (see make_validation.py)
 MIX = {"captcha-default": 0.9, "captcha-fonts": 1.2, "multicolor": 1.2, "pillow": 1.3, "calc": 0.7, "phrase": 0.5}
 
 
+# shard directory under data/: f"{h}x{w}{SUFFIX}". Give a preprocessing change its own
+# suffix so shards made with different preprocessing never mix (the border-trim
+# experiment of MODEL.md used "-trim").
+SUFFIX = ""
+
+
+def shard_dir(h, w):
+    return os.path.join(DATA, f"{h}x{w}{SUFFIX}")
+
+
 def shard_path(style, k, h, w):
-    return os.path.join(DATA, f"{h}x{w}", f"{style}_{k:04d}.npz")
+    return os.path.join(shard_dir(h, w), f"{style}_{k:04d}.npz")
 
 
 def make_shard(args):
@@ -51,20 +61,20 @@ def make_shard(args):
     return path
 
 
-def jobs(per_style, seed, h, w):
+def jobs(per_style, seed, h, w, styles=None):
     out = []
-    nshards = {s: max(1, int(round(per_style * MIX[s] / SHARD))) for s in gen.STYLES}
+    nshards = {s: max(1, int(round(per_style * MIX[s] / SHARD))) for s in gen.STYLES if not styles or s in styles}
     # interleave styles so a partially generated set is balanced
     for k in range(max(nshards.values())):
-        for s in gen.STYLES:
+        for s in nshards:
             if k < nshards[s]:
                 out.append((s, k, seed, h, w))
     return out
 
 
-def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W):
-    os.makedirs(os.path.join(DATA, f"{h}x{w}"), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w) if not os.path.exists(shard_path(j[0], j[1], h, w))]
+def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None):
+    os.makedirs(shard_dir(h, w), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, h, w, styles) if not os.path.exists(shard_path(j[0], j[1], h, w))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -84,5 +94,6 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--height", type=int, default=INPUT_H)
     ap.add_argument("--width", type=int, default=INPUT_W)
+    ap.add_argument("--styles", default="", help="comma-separated subset of styles (default all)")
     a = ap.parse_args()
-    generate(a.per_style, a.workers, a.seed, a.height, a.width)
+    generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None)

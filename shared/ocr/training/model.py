@@ -16,7 +16,8 @@ def cbr(cin, cout, k=3, s=1, p=1):
 
 
 class CtcConvNet(nn.Module):
-    def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128):
+    def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
+                 seq2: int = 0):
         super().__init__()
         c1, c2, c3, c4, c5 = width
         assert h % 16 == 0 and w % 4 == 0
@@ -39,6 +40,15 @@ class CtcConvNet(nn.Module):
             nn.Conv2d(ctx, ctx, (1, 3), 1, (0, 1), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
             nn.Conv2d(ctx, ctx, (1, 3), 1, (0, 1), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
         )
+        # optional second residual sequence block with dilation seq2 (wider context over width);
+        # its last BN starts at zero so a model initialised from one without it starts identical.
+        self.seq2_dilation = seq2
+        if seq2:
+            self.seq2 = nn.Sequential(
+                nn.Conv2d(ctx, ctx, (1, 3), 1, (0, seq2), (1, seq2), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
+                nn.Conv2d(ctx, ctx, (1, 3), 1, (0, seq2), (1, seq2), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
+            )
+            nn.init.zeros_(self.seq2[4].weight)
         self.drop = nn.Dropout(0.1)
         self.cls = nn.Conv2d(ctx, num_classes, 1)
 
@@ -46,6 +56,8 @@ class CtcConvNet(nn.Module):
         x = self.features(x)
         x = self.collapse(x)
         x = x + self.seq(x)
+        if self.seq2_dilation:
+            x = x + self.seq2(x)
         x = self.drop(x)
         x = self.cls(x)            # [B, C, 1, T]
         x = x.squeeze(2).permute(0, 2, 1)  # [B, T, C]
@@ -63,7 +75,8 @@ def fold_bn(model: nn.Module) -> nn.Module:
                 m = mods[i]
                 if isinstance(m, nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
                     bn = mods[i + 1]
-                    conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=True)
+                    conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                                     bias=True)
                     std = torch.sqrt(bn.running_var + bn.eps)
                     wscale = bn.weight / std
                     conv.weight.data = m.weight.data * wscale.view(-1, 1, 1, 1)

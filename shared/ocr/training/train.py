@@ -26,7 +26,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
-from gen_data import DATA, generate  # noqa: E402
+from gen_data import generate, shard_dir  # noqa: E402
 from model import CtcConvNet, fold_bn  # noqa: E402
 from preprocess import CHARSET, INPUT_H, INPUT_W, MEAN, STD, preprocess_u8  # noqa: E402
 
@@ -51,7 +51,7 @@ def greedy_decode(logp: np.ndarray) -> str:
 
 
 def load_shards(h, w):
-    files = sorted(glob.glob(os.path.join(DATA, f"{h}x{w}", "*.npz")))
+    files = sorted(glob.glob(os.path.join(shard_dir(h, w), "*.npz")))
     files = [f for f in files if not f.endswith(".tmp.npz")]
     xs, ys, styles = [], [], []
     for f in files:
@@ -65,6 +65,23 @@ def load_shards(h, w):
     if not xs:
         return None, [], []
     return np.concatenate(xs), ys, styles
+
+
+def sample_order(styles, weights: str):
+    """One epoch of sample indices: a permutation, or (with weights) len(styles) draws
+    with replacement so that each style gets its given share of the batches."""
+    n = len(styles)
+    if not weights:
+        return np.random.permutation(n)
+    st = np.array(styles)
+    counts = {s: int((st == s).sum()) for s in set(styles)}
+    share = {s: c / n for s, c in counts.items()}
+    given = {k: float(v) for k, v in (kv.split("=") for kv in weights.split(","))}
+    rest = 1.0 - sum(given.values())
+    free = sum(share[s] for s in share if s not in given)
+    p_style = {s: given.get(s, share[s] / free * rest if free else 0.0) for s in share}
+    p = np.array([p_style[s] / counts[s] for s in styles])
+    return np.random.choice(n, size=n, replace=True, p=p / p.sum())
 
 
 def make_val(h, w, n_per_style=150):
@@ -122,7 +139,7 @@ def export(model, h, w, out_dir, version):
     import onnx
     import onnxruntime as ort
     os.makedirs(out_dir, exist_ok=True)
-    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx)
+    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation)
     m.load_state_dict(model.state_dict())
     m.eval()
     fold_bn(m)
@@ -168,6 +185,10 @@ def main():
     ap.add_argument("--version", default="")
     ap.add_argument("--width", default="16,24,48,80,112")
     ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--seq2", type=int, default=0, help="dilation of an extra residual sequence block (0 = none)")
+    ap.add_argument("--style-weights", default="",
+                    help="sampling share per style, e.g. multicolor=0.25,pillow=0.19 (others: their share of the data)")
+    ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--export-only", default="", help="export this checkpoint (e.g. runs/best.pt) and exit")
     a = ap.parse_args()
 
@@ -181,10 +202,12 @@ def main():
 
     os.makedirs(RUNS, exist_ok=True)
     width = tuple(int(v) for v in a.width.split(","))
-    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx)
+    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2)
     model.width, model.ctx = width, a.ctx
     if a.init:
-        model.load_state_dict(torch.load(a.init, map_location="cpu"))
+        missing, unexpected = model.load_state_dict(torch.load(a.init, map_location="cpu"), strict=False)
+        assert not unexpected and all(k.startswith("seq2.") for k in missing), (missing, unexpected)
+        print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
         export(model, h, w, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
@@ -214,14 +237,14 @@ def main():
             if nx is not None and len(ny) > len(y):
                 x, y, styles = nx, ny, ns
                 print(f"epoch {epoch}: train samples {len(y)}", flush=True)
-        perm = np.random.permutation(len(y))
+        perm = sample_order(styles, a.style_weights)
         for i in range(0, len(perm) - a.batch + 1, a.batch):
             frac = (time.time() - t0) / budget
             if frac >= 1:
                 done = True
                 break
             # warmup then cosine over the wall-time budget
-            lr = a.lr * min(1.0, (step + 1) / 300) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.97 + 0.03)
+            lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.97 + 0.03)
             for pg in opt.param_groups:
                 pg["lr"] = lr
             idx = perm[i:i + a.batch]
@@ -261,7 +284,8 @@ def main():
     with open(os.path.join(RUNS, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
-                   "batch": a.batch, "lr": a.lr}, f, indent=1)
+                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "style_weights": a.style_weights,
+                   "init": a.init}, f, indent=1)
 
 
 if __name__ == "__main__":
