@@ -3,10 +3,11 @@
 //! An **honest** headless Chromium for widgets that only a browser can solve:
 //! the browser renders the page and the widget, does what a person's click on
 //! the checkbox triggers, and returns the token the widget issues. It runs
-//! with a fixed argument list and reports itself as the automated browser it
-//! is (Chromium's own `HeadlessChrome` user agent, `navigator.webdriver`
-//! true); third-party image/audio/behavioural challenges are not solved. If a
-//! provider refuses an honest browser, the task fails with
+//! with a fixed argument list and changes nothing about how the browser
+//! identifies itself: the user agent is Chromium's unmodified one and
+//! `navigator.webdriver` stays true, so sites can see it is automated (the
+//! pool test asserts both); third-party image/audio/behavioural challenges are
+//! not solved. If a provider refuses an honest browser, the task fails with
 //! [`BrowserError::Unsolvable`].
 //!
 //! What this crate owns:
