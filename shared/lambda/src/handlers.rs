@@ -71,7 +71,8 @@ pub async fn solve_token_outcome(
 /// The browser queue's solver: the native proof-of-work solver for ALTCHA and
 /// Cap first (unless `engine=browser`), then the browser; without a browser
 /// (no Chromium deployed) a page that needs one is unsolvable at once (never
-/// retried into the same queue), as is one forced to `engine=native`.
+/// retried into the same queue); one forced to `engine=native` is never
+/// handed to the browser.
 pub struct BrowserQueueSolver {
     pub native: Option<Arc<dyn TokenSolver>>,
     /// The Chromium pool (`captcha_browser::BrowserSolver`), if deployed.
@@ -85,11 +86,12 @@ impl TokenSolver for BrowserQueueSolver {
             && options.engine != Some(captcha_core::Engine::Browser);
         if native_first {
             if let Some(native) = &self.native {
+                // With engine=native the outcome stands as it is: the core's
+                // `finish` gives up a forced-native task that needs a browser.
                 match native.solve(method, options).await {
-                    Err(SolveError::NeedsBrowser(why)) if options.engine == Some(captcha_core::Engine::Native) => {
-                        return Err(SolveError::Unsolvable(format!("engine=native was asked for, but {why}")))
+                    Err(SolveError::NeedsBrowser(why)) if options.engine != Some(captcha_core::Engine::Native) => {
+                        tracing::info!(why, "native solver needs a browser")
                     }
-                    Err(SolveError::NeedsBrowser(why)) => tracing::info!(why, "native solver needs a browser"),
                     other => return other,
                 }
             }

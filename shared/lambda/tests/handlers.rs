@@ -354,9 +354,9 @@ async fn with_a_browser_the_queue_falls_back_to_it_unless_native_is_forced() {
     let opts = |engine| TokenOptions { page_url: "https://example.com/".into(), engine, ..Default::default() };
     // Native cannot read the page: the browser answers.
     assert_eq!(solver.solve(Method::Cap, &opts(None)).await, Ok("browser-token".into()));
-    // engine=native: no fallback, unsolvable.
+    // engine=native: no fallback; the core gives the task up (core testkit).
     let forced = solver.solve(Method::Cap, &opts(Some(captcha_core::Engine::Native))).await;
-    assert!(matches!(forced, Err(SolveError::Unsolvable(_))), "{forced:?}");
+    assert!(matches!(forced, Err(SolveError::NeedsBrowser(_))), "{forced:?}");
     // engine=browser skips the native solver even when it could answer.
     let both = BrowserQueueSolver {
         native: Some(Arc::new(Fixed(Ok("pow-token".into())))),
