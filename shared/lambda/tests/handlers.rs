@@ -48,6 +48,13 @@ async fn take(w: &World, q: Queue) -> SqsMessage {
     record("m", &m.body, &m.receipt.0, m.receive_count)
 }
 
+/// The next intake record routed by captcha-route, then the ocr record it produced.
+async fn routed_ocr_record(w: &World) -> SqsMessage {
+    let intake = take(w, Queue::INTAKE).await;
+    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
+    take(w, Queue::pool(Pool::Ocr)).await
+}
+
 fn reads(text: &'static str) -> Arc<dyn captcha_core::ImageSolver> {
     Arc::new(move |_: &[u8], _: &ImageOptions| Ok::<_, SolveError>(text.to_string()))
 }
@@ -57,10 +64,8 @@ async fn route_then_solve_charges_once_even_when_the_message_is_duplicated() {
     let w = world();
     let key = w.account(10_000).await;
     let id = w.submit(&key).await.expect("accepted");
-    let intake = take(&w, Queue::INTAKE).await;
-    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
+    let ocr = routed_ocr_record(&w).await;
     assert_eq!(w.task(id).await.state, TaskState::Routed);
-    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
     // The same record delivered twice (at-least-once), even concurrently.
     let (a, b) = tokio::join!(
         handlers::solve_image_outcome(&w.core, reads("42"), &ocr),
@@ -301,9 +306,7 @@ async fn the_sweep_retries_a_task_whose_solver_died_after_claiming_it() {
     let w = world();
     let key = w.account(10_000).await;
     let id = w.submit(&key).await.expect("accepted");
-    let intake = take(&w, Queue::INTAKE).await;
-    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
-    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    let ocr = routed_ocr_record(&w).await;
     let claimed = w.core.claim_message(Pool::Ocr, ocr.body.as_deref().unwrap_or("")).await.expect("claim");
     assert!(claimed.is_some());
     // WHEN its message comes back THEN it finds the task claimed and is dropped
@@ -316,9 +319,7 @@ async fn the_sweep_retries_a_task_whose_solver_died_after_claiming_it() {
     w.advance(Duration::from_secs(60));
     let report = handlers::sweep(&w.core, 5).await.expect("sweep");
     assert_eq!(report.retried, 1, "{report:?}");
-    let intake = take(&w, Queue::INTAKE).await;
-    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
-    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    let ocr = routed_ocr_record(&w).await;
     assert_eq!(handlers::solve_image(&w.core, reads("42"), &ocr).await, Verdict::Ack);
     let t = w.task(id).await;
     assert_eq!((t.state, t.attempts), (TaskState::Solved, 2));
@@ -332,9 +333,7 @@ async fn the_sweep_turns_a_dead_lettered_task_unsolvable_and_releases_its_hold()
     let w = world();
     let key = w.account(10_000).await;
     let id = w.submit(&key).await.expect("accepted");
-    let intake = take(&w, Queue::INTAKE).await;
-    assert_eq!(handlers::route(&w.core, &intake).await, Verdict::Ack);
-    let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
+    let ocr = routed_ocr_record(&w).await;
     w.ports.queue.send(Queue::pool(Pool::Ocr).dead(), ocr.body.as_deref().unwrap_or("")).await.expect("send");
     // WHEN the sweep runs (the deployment has no native queue: only ocr and browser DLQs are read)
     let report = handlers::sweep(&w.core, 5).await.expect("sweep");

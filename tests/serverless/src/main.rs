@@ -261,6 +261,16 @@ impl World {
         self.core.ports().tasks.get(id).await?.context("task exists")
     }
 
+    /// Waits (up to 30 s) until a task reaches `state`.
+    async fn wait_state(&self, id: &str, state: TaskState) -> Result<()> {
+        let start = Instant::now();
+        while self.task(id).await?.state != state {
+            ensure!(start.elapsed() < Duration::from_secs(30), "task {id} never reached {state:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Pauses (and waits out the round in flight) or resumes one event source.
     async fn pause(&self, function: &str, paused: bool) {
         if let Some(m) = self.mappings.get(function) {
@@ -414,11 +424,7 @@ async fn case_duplicate_message(w: &World) -> Result<String> {
     let acct = w.account(100_000).await?;
     w.pause("captcha-solve-ocr", true).await;
     let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[]).await?)?;
-    let start = Instant::now();
-    while w.task(&id).await?.state != TaskState::Routed {
-        ensure!(start.elapsed() < Duration::from_secs(30), "not routed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    w.wait_state(&id, TaskState::Routed).await?;
     // The same task id twice more on the ocr queue, and once more on intake.
     let ocr = env("CAPTCHA_OCR_QUEUE_URL")?;
     for _ in 0..2 {
@@ -510,37 +516,40 @@ async fn receive_one(listener: tokio::net::TcpListener) -> Result<(String, Vec<u
     }
 }
 
+/// A receiver on 127.0.0.1 for one callback: its URL, and the signature-checked
+/// body once it arrives (`X-Signature` verified with `secret`, 5-minute window).
+async fn signed_receiver(path: &str, secret: &str) -> Result<(String, impl std::future::Future<Output = Result<Vec<u8>>>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://127.0.0.1:{}{path}", listener.local_addr()?.port());
+    let receiver = tokio::spawn(receive_one(listener));
+    let secret = secret.to_string();
+    let body = async move {
+        let (head, body) = tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no callback within 60 s")???;
+        let sig = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()))
+            .context("no signature header")?;
+        captcha_callbacks::verify(&secret, &sig, &body, now_ms() / 1000, Duration::from_secs(300))
+            .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
+        Ok(body)
+    };
+    Ok((url, body))
+}
+
 async fn case_callback(w: &World) -> Result<String> {
     let acct = w.account(100_000).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://127.0.0.1:{}/cb", listener.local_addr()?.port());
-    let receiver = tokio::spawn(receive_one(listener));
+    let secret = &acct.account.callback_secret;
+    let (url, delivered) = signed_receiver("/cb", secret).await?;
     let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[("pingback", &url)]).await?)?;
-    let (head, body) = tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no callback within 60 s")???;
-    let sig = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()))
-        .context("no signature header")?;
-    captcha_callbacks::verify(&acct.account.callback_secret, &sig, &body, now_ms() / 1000, Duration::from_secs(300))
-        .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
-    let body = String::from_utf8_lossy(&body).to_string();
+    let body = String::from_utf8_lossy(&delivered.await?).to_string();
     ensure!(body.contains(&format!("id={id}")) && body.contains("code="), "body {body:?}");
 
-    // The JSON API's callbackUrl: the getTaskResult body, signed the same way.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://127.0.0.1:{}/json-cb", listener.local_addr()?.port());
-    let receiver = tokio::spawn(receive_one(listener));
+    // The JSON API's callbackUrl: the getTaskResult body (+ taskId), signed the same way.
+    let (url, delivered) = signed_receiver("/json-cb", secret).await?;
     let req = json!({"clientKey": acct.key, "callbackUrl": url, "task": {"type": "ImageToTextTask", "body": base64::engine::general_purpose::STANDARD.encode(&w.png)}});
     let created: Value = serde_json::from_str(&w.lambda.api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", req.to_string()))).await?)?;
     ensure!(created["errorId"] == 0, "createTask: {created}");
-    let (head, json_body) = tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no JSON callback within 60 s")???;
-    let sig = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()))
-        .context("no signature header on the JSON callback")?;
-    captcha_callbacks::verify(&acct.account.callback_secret, &sig, &json_body, now_ms() / 1000, Duration::from_secs(300))
-        .map_err(|e| anyhow::anyhow!("JSON callback signature: {e}"))?;
-    let v: Value = serde_json::from_slice(&json_body).context("the JSON callback's body")?;
+    let v: Value = serde_json::from_slice(&delivered.await.context("the JSON callback")?).context("the JSON callback's body")?;
     ensure!(v["status"] == "ready" && v["taskId"] == created["taskId"] && v["solution"]["text"].is_string(), "JSON callback {v}");
     Ok(format!("signed callbacks: classic {body:?}, JSON taskId {} text {}", v["taskId"], v["solution"]["text"]))
 }
@@ -652,11 +661,7 @@ async fn case_sweeper_retries_a_dead_solvers_task(w: &World) -> Result<String> {
     let acct = w.account(100_000).await?;
     w.pause("captcha-solve-ocr", true).await;
     let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[]).await?)?;
-    let start = Instant::now();
-    while w.task(&id).await?.state != TaskState::Routed {
-        ensure!(start.elapsed() < Duration::from_secs(30), "not routed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    w.wait_state(&id, TaskState::Routed).await?;
     // The "solve function" that dies: receives the record, claims the task, never finishes.
     let ocr = env("CAPTCHA_OCR_QUEUE_URL")?;
     let got = w.sqs.receive_message().queue_url(&ocr).max_number_of_messages(1).visibility_timeout(1).wait_time_seconds(2).send().await?;
@@ -668,7 +673,7 @@ async fn case_sweeper_retries_a_dead_solvers_task(w: &World) -> Result<String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t = w.task(&id).await?;
     ensure!(t.state == TaskState::Solving && t.attempts == 1, "stuck: {t:?}");
-    // Within the solve timeout the sweeper leaves it alone; after it, it retries.
+    // Once the solve timeout has passed, a sweep retries it (the unit tests check it is left alone before).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut swept = Vec::new();
     let start = Instant::now();
