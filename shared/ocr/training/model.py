@@ -1,7 +1,8 @@
 """Conv-only CTC recogniser (no RNN: fast and simple in tract).
 
 Input [B,1,H,W] -> conv/BN/ReLU blocks, pooled to height 1 and width W/4
--> 1D convs over width (context) -> linear classifier -> log_softmax.
+(or W/(4*tsplit), each column then emitting tsplit steps) -> 1D convs over width
+(context) -> linear classifier -> log_softmax.
 Output [B, T, C] with T = W/4, C = 1 + len(charset), class 0 = CTC blank.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ def cbr(cin, cout, k=3, s=1, p=1):
 
 class CtcConvNet(nn.Module):
     def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
-                 seq2: int = 0):
+                 seq2: int = 0, tsplit: int = 1):
         super().__init__()
         c1, c2, c3, c4, c5 = width
         assert h % 16 == 0 and w % 4 == 0
@@ -27,7 +28,7 @@ class CtcConvNet(nn.Module):
             nn.MaxPool2d(2, 2),                  # H/4, W/4
             cbr(c2, c3),
             cbr(c3, c3),
-            nn.MaxPool2d((2, 1), (2, 1)),        # H/8
+            nn.MaxPool2d((2, tsplit), (2, tsplit)),  # H/8, W/(4*tsplit)
             cbr(c3, c4),
             cbr(c4, c4),
             nn.MaxPool2d((2, 1), (2, 1)),        # H/16
@@ -50,7 +51,11 @@ class CtcConvNet(nn.Module):
             )
             nn.init.zeros_(self.seq2[4].weight)
         self.drop = nn.Dropout(0.1)
-        self.cls = nn.Conv2d(ctx, num_classes, 1)
+        # tsplit > 1: the later stages run at W/(4*tsplit) columns (cheaper, so they can be wider)
+        # and each column emits tsplit CTC steps, so the output is still T = W/4.
+        self.tsplit = tsplit
+        self.num_classes = num_classes
+        self.cls = nn.Conv2d(ctx, num_classes * tsplit, 1)
 
     def forward(self, x):
         x = self.features(x)
@@ -59,8 +64,13 @@ class CtcConvNet(nn.Module):
         if self.seq2_dilation:
             x = x + self.seq2(x)
         x = self.drop(x)
-        x = self.cls(x)            # [B, C, 1, T]
-        x = x.squeeze(2).permute(0, 2, 1)  # [B, T, C]
+        x = self.cls(x)            # [B, C*tsplit, 1, T/tsplit]
+        if self.tsplit == 1:
+            x = x.squeeze(2).permute(0, 2, 1)  # [B, T, C]
+        else:
+            b, _, _, tc = x.shape
+            x = x.reshape(b, self.tsplit, self.num_classes, tc).permute(0, 3, 1, 2)
+            x = x.reshape(b, tc * self.tsplit, self.num_classes)  # step t = column * tsplit + k
         return F.log_softmax(x, dim=-1)
 
 

@@ -139,7 +139,7 @@ def export(model, h, w, out_dir, version):
     import onnx
     import onnxruntime as ort
     os.makedirs(out_dir, exist_ok=True)
-    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation)
+    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit)
     m.load_state_dict(model.state_dict())
     m.eval()
     fold_bn(m)
@@ -189,6 +189,11 @@ def main():
     ap.add_argument("--style-weights", default="",
                     help="sampling share per style, e.g. multicolor=0.25,pillow=0.19 (others: their share of the data)")
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--tsplit", type=int, default=1,
+                    help="run the later stages at W/(4*tsplit) columns, each emitting tsplit CTC steps")
+    ap.add_argument("--run-dir", default=RUNS, help="checkpoints (best.pt, last.pt, state.pt, summary.json)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from run-dir/state.pt (model, optimiser, step, elapsed time of the same budget)")
     ap.add_argument("--export-only", default="", help="export this checkpoint (e.g. runs/best.pt) and exit")
     a = ap.parse_args()
 
@@ -200,9 +205,10 @@ def main():
     if not a.no_gen and not a.export_only:
         generate(a.per_style, a.gen_workers, h=h, w=w)
 
-    os.makedirs(RUNS, exist_ok=True)
+    runs = a.run_dir
+    os.makedirs(runs, exist_ok=True)
     width = tuple(int(v) for v in a.width.split(","))
-    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2)
+    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit)
     model.width, model.ctx = width, a.ctx
     if a.init:
         missing, unexpected = model.load_state_dict(torch.load(a.init, map_location="cpu"), strict=False)
@@ -228,7 +234,15 @@ def main():
     t0 = time.time()
     budget = a.minutes * 60
     step, best, epoch = 0, -1.0, 0
-    ckpt = os.path.join(RUNS, "best.pt")
+    ckpt = os.path.join(runs, "best.pt")
+    state_path = os.path.join(runs, "state.pt")
+    if a.resume:
+        st = torch.load(state_path, map_location="cpu")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, best = st["step"], st["best"]
+        t0 -= st["elapsed"]
+        print(f"resumed at step {step} ({st['elapsed']:.0f}s of {budget:.0f}s), best {best:.4f}", flush=True)
     done = False
     while not done:
         epoch += 1
@@ -267,24 +281,26 @@ def main():
                 res = evaluate(model, vx, vy, vs)
                 score = float(np.mean([r[0] for r in res.values()]))
                 print(f"eval step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
-                torch.save(model.state_dict(), os.path.join(RUNS, "last.pt"))
+                torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
                 if score > best:
                     best = score
                     torch.save(model.state_dict(), ckpt)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                            "elapsed": time.time() - t0}, state_path)
     res = evaluate(model, vx, vy, vs)
     score = float(np.mean([r[0] for r in res.values()]))
     print(f"final step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
-    torch.save(model.state_dict(), os.path.join(RUNS, "last.pt"))
+    torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
     if score >= best:
         best = score
         torch.save(model.state_dict(), ckpt)
     model.load_state_dict(torch.load(ckpt, map_location="cpu"))
     version = a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime())
     export(model, h, w, a.out, version)
-    with open(os.path.join(RUNS, "summary.json"), "w") as f:
+    with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
-                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "style_weights": a.style_weights,
+                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "style_weights": a.style_weights,
                    "init": a.init}, f, indent=1)
 
 
