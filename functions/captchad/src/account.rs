@@ -1,6 +1,8 @@
 //! `captchad account create|topup|list|rotate-secret`: works on the same data dir while
 //! `serve` runs (the store is a WAL database shared between processes).
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -12,23 +14,38 @@ fn money(s: &str) -> Result<u64> {
     parse_money(s).with_context(|| format!("{s:?} is not an amount like 10 or 10.50"))
 }
 
+/// Writes a command's whole output at once. A reader that closed the pipe early
+/// (`captchad account create | head -n 1`) has taken what it wanted: the command
+/// succeeded, so a broken pipe is not an error (nor the panic `println!` makes of it).
+fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
 /// Prints the new key alone on the first line of stdout.
 pub async fn create(data_dir: &Path, balance: &str) -> Result<()> {
     let core = open_core(data_dir, Config::default())?;
     let created = core.admin().create(money(balance)?).await?;
-    println!("{}", created.key);
-    println!("account {} balance {}", created.account.id, format_money(created.account.balance_micros));
-    println!("callback signing secret {}", created.account.callback_secret);
-    Ok(())
+    emit(&format!(
+        "{}\naccount {} balance {}\ncallback signing secret {}\n",
+        created.key,
+        created.account.id,
+        format_money(created.account.balance_micros),
+        created.account.callback_secret
+    ))
 }
 
 /// Prints the new secret alone on the first line of stdout.
 pub async fn rotate_secret(data_dir: &Path, key: &str) -> Result<()> {
     let core = open_core(data_dir, Config::default())?;
     let account = core.admin().rotate_secret(key).await?;
-    println!("{}", account.callback_secret);
-    println!("account {} has a new callback signing secret; the old one no longer verifies", account.id);
-    Ok(())
+    emit(&format!(
+        "{}\naccount {} has a new callback signing secret; the old one no longer verifies\n",
+        account.callback_secret, account.id
+    ))
 }
 
 /// Adds `amount` to the account with this key (or account id).
@@ -39,15 +56,15 @@ pub async fn topup(data_dir: &Path, key: &str, amount: &str) -> Result<()> {
         bail!("the amount must be positive");
     }
     let account = core.admin().top_up(key, amount).await?;
-    println!("account {} balance {}", account.id, format_money(account.balance_micros));
-    Ok(())
+    emit(&format!("account {} balance {}\n", account.id, format_money(account.balance_micros)))
 }
 
 pub async fn list(data_dir: &Path) -> Result<()> {
     let core = open_core(data_dir, Config::default())?;
-    println!("{:<20} {:>14} {:>14} {:>8}", "account", "balance", "held", "tasks");
+    let mut text = format!("{:<20} {:>14} {:>14} {:>8}\n", "account", "balance", "held", "tasks");
     for a in core.admin().list().await? {
-        println!(
+        let _ = writeln!(
+            text,
             "{:<20} {:>14} {:>14} {:>8}",
             a.id.to_string(),
             format_money(a.balance_micros),
@@ -55,5 +72,5 @@ pub async fn list(data_dir: &Path) -> Result<()> {
             a.open_holds
         );
     }
-    Ok(())
+    emit(&text)
 }

@@ -1,6 +1,6 @@
 //! The real binary end to end: first start prints a key, an image is solved
 //! by the model and charged once, reports refund once, and the account CLI
-//! works while the server runs.
+//! works while the server runs (and when its reader closes the pipe early).
 
 mod common;
 
@@ -118,4 +118,27 @@ where
 
 async fn submit_owned(http: reqwest::Client, base: String, key: String, img: Vec<u8>) -> reqwest::Result<String> {
     submit(&http, &base, &key, &img, &[]).await
+}
+
+/// `captchad account create | head -n 1`: the reader closes the pipe after the
+/// key line (here: before anything is written). The account exists and the
+/// command succeeds instead of panicking on the broken pipe.
+#[test]
+fn account_create_into_a_closed_pipe_succeeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["account", "create", "--balance", "2.5", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let list = Command::new(BIN).args(["account", "list", "--data-dir"]).arg(dir.path()).output().expect("list");
+    assert!(list.status.success());
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(listed.lines().count(), 2, "header and the one account: {listed}");
+    assert!(listed.contains(" 2.5 "), "{listed}");
 }
