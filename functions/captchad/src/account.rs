@@ -17,7 +17,7 @@ fn money(s: &str) -> Result<u64> {
 /// Writes a command's whole output at once. A reader that closed the pipe early
 /// (`captchad account create | head -n 1`) has taken what it wanted: the command
 /// succeeded, so a broken pipe is not an error (nor the panic `println!` makes of it).
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),

@@ -1,6 +1,6 @@
 //! The real binary end to end: first start prints a key, an image is solved
 //! by the model and charged once, reports refund once, and the account CLI
-//! works while the server runs (and when its reader closes the pipe early).
+//! works while the server runs; neither dies when its stdout reader has gone.
 
 mod common;
 
@@ -141,4 +141,35 @@ fn account_create_into_a_closed_pipe_succeeds() {
     let listed = String::from_utf8_lossy(&list.stdout);
     assert_eq!(listed.lines().count(), 2, "header and the one account: {listed}");
     assert!(listed.contains(" 2.5 "), "{listed}");
+}
+
+/// `captchad serve` whose stdout reader is gone (started as `captchad serve | head -n 1`,
+/// or its log pipe closed) keeps serving: the first-start key and the listening
+/// line are not worth dying for.
+#[tokio::test]
+async fn serve_with_a_closed_stdout_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        assert!(child.try_wait().expect("try_wait").is_none(), "captchad exited");
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/res.php?key=nope&action=getbalance")).send().await {
+            break r.text().await.expect("body");
+        }
+        assert!(std::time::Instant::now() < deadline, "not listening within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer, "ERROR_WRONG_USER_KEY", "a malformed key gets its documented code");
+    assert!(child.try_wait().expect("try_wait").is_none(), "captchad exited after answering");
+    let _ = child.kill();
+    let _ = child.wait();
 }
