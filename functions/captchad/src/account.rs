@@ -2,27 +2,16 @@
 //! `serve` runs (the store is a WAL database shared between processes).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use captcha_core::{format_money, parse_money, Config};
 
+use crate::emit;
 use crate::store::open_core;
 
 fn money(s: &str) -> Result<u64> {
     parse_money(s).with_context(|| format!("{s:?} is not an amount like 10 or 10.50"))
-}
-
-/// Writes a command's whole output at once. A reader that closed the pipe early
-/// (`captchad account create | head -n 1`) has taken what it wanted: the command
-/// succeeded, so a broken pipe is not an error (nor the panic `println!` makes of it).
-pub(crate) fn emit(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
 }
 
 /// Prints the new key alone on the first line of stdout.

@@ -87,7 +87,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let admin = core.admin();
     if admin.list().await.context("listing accounts")?.is_empty() {
         let created = admin.create(opts.first_account_micros).await.context("creating the first account")?;
-        crate::account::emit(&format!(
+        crate::emit(&format!(
             "Created the first account with balance {}.\nAPI key: {}\nCallback signing secret: {}\n",
             captcha_core::format_money(opts.first_account_micros),
             created.key,
@@ -156,7 +156,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(opts.listen)
                 .await
                 .with_context(|| format!("binding {}", opts.listen))?;
-            crate::account::emit(&format!("Listening on http://{}\n", listener.local_addr()?))?;
+            crate::emit(&format!("Listening on http://{}\n", listener.local_addr()?))?;
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         }
         Some((cert, key)) => {
@@ -166,7 +166,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             let std_listener = std::net::TcpListener::bind(opts.listen)
                 .with_context(|| format!("binding {}", opts.listen))?;
             std_listener.set_nonblocking(true)?;
-            crate::account::emit(&format!("Listening on https://{}\n", std_listener.local_addr()?))?;
+            crate::emit(&format!("Listening on https://{}\n", std_listener.local_addr()?))?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {
