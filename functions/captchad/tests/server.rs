@@ -126,15 +126,7 @@ async fn submit_owned(http: reqwest::Client, base: String, key: String, img: Vec
 #[test]
 fn account_create_into_a_closed_pipe_succeeds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .args(["account", "create", "--balance", "2.5", "--data-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
+    let out = with_closed_stdout(&["account", "create", "--balance", "2.5"], dir.path()).wait_with_output().expect("wait");
     assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     let list = Command::new(BIN).args(["account", "list", "--data-dir"]).arg(dir.path()).output().expect("list");
     assert!(list.status.success());
@@ -150,14 +142,7 @@ fn account_create_into_a_closed_pipe_succeeds() {
 async fn serve_with_a_closed_stdout_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start");
-    drop(child.stdout.take());
+    let mut child = with_closed_stdout(&["serve", "--listen", &format!("127.0.0.1:{port}")], dir.path());
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let answer = loop {
@@ -172,4 +157,19 @@ async fn serve_with_a_closed_stdout_keeps_serving() {
     assert!(child.try_wait().expect("try_wait").is_none(), "captchad exited after answering");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Starts `captchad <args> --data-dir <dir>` and closes the read end of its
+/// stdout at once (before it can have written anything).
+fn with_closed_stdout(args: &[&str], dir: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    child
 }
