@@ -18,7 +18,7 @@ def cbr(cin, cout, k=3, s=1, p=1):
 
 class CtcConvNet(nn.Module):
     def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
-                 seq2: int = 0, tsplit: int = 1):
+                 seq2: int = 0, tsplit: int = 1, gctx: int = 0):
         super().__init__()
         c1, c2, c3, c4, c5 = width
         assert h % 16 == 0 and w % 4 == 0
@@ -50,16 +50,39 @@ class CtcConvNet(nn.Module):
                 nn.Conv2d(ctx, ctx, (1, 3), 1, (0, seq2), (1, seq2), bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True),
             )
             nn.init.zeros_(self.seq2[4].weight)
+        # optional global context (gctx = hidden width): the average and the maximum of every feature
+        # over the whole width, through two 1x1 convs, added to every step -- so each step can compare
+        # its glyph with the whole image (size, weight: the cue for c/C, x/X, ...). The last conv starts
+        # at zero, so a model initialised from one without it starts identical.
+        self.gctx = gctx
+        if gctx:
+            self.gctx_mlp = nn.Sequential(nn.Conv2d(2 * ctx, gctx, 1), nn.ReLU(inplace=True), nn.Conv2d(gctx, ctx, 1))
+            nn.init.zeros_(self.gctx_mlp[2].weight)
+            nn.init.zeros_(self.gctx_mlp[2].bias)
         self.drop = nn.Dropout(0.1)
+        # freeze_bn: BatchNorm keeps its running statistics in training too (fine-tuning a checkpoint
+        # recovered from a BN-folded ONNX file, see onnx_to_pt.py)
+        self.freeze_bn = False
         # tsplit > 1: the later stages run at W/(4*tsplit) columns (cheaper, so they can be wider)
         # and each column emits tsplit CTC steps, so the output is still T = W/4.
         self.tsplit = tsplit
         self.num_classes = num_classes
         self.cls = nn.Conv2d(ctx, num_classes * tsplit, 1)
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.freeze_bn:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
     def forward(self, x):
         x = self.features(x)
         x = self.collapse(x)
+        if self.gctx:
+            g = torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], 1)  # [B, 2ctx, 1, 1]
+            x = x + self.gctx_mlp(g)
         x = x + self.seq(x)
         if self.seq2_dilation:
             x = x + self.seq2(x)

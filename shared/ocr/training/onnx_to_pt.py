@@ -1,0 +1,71 @@
+"""Recover a training checkpoint from a shipped ONNX model (BatchNorm folded at export).
+
+  python onnx_to_pt.py ../model/captcha.onnx runs-v1/best.pt [--width 16,24,48,80,112 --ctx 128]
+
+Each folded conv's weight goes back into its conv; its bias into the following
+BatchNorm's shift, with that BatchNorm set to the identity (mean 0, var 1 - eps,
+scale 1). The checkpoint computes exactly the ONNX function in eval mode; fine-tune
+it with `train.py --init <it> --freeze-bn` so the BatchNorm statistics stay put.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from model import CtcConvNet  # noqa: E402
+from train import CHARSET  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("onnx")
+    ap.add_argument("out")
+    ap.add_argument("--width", default="16,24,48,80,112")
+    ap.add_argument("--ctx", type=int, default=128)
+    a = ap.parse_args()
+    g = onnx.load(a.onnx).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    convs = [(inits[n.input[1]], inits[n.input[2]] if len(n.input) > 2 else None) for n in g.node if n.op_type == "Conv"]
+    model = CtcConvNet(1 + len(CHARSET), 48, 160, tuple(int(v) for v in a.width.split(",")), a.ctx)
+    mods = list(model.modules())
+    pairs = []  # (conv, following BatchNorm or None), in definition order = graph order
+    for i, m in enumerate(mods):
+        if isinstance(m, torch.nn.Conv2d):
+            nxt = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.BatchNorm2d) else None
+            pairs.append((m, nxt))
+    assert len(pairs) == len(convs), (len(pairs), len(convs))
+    with torch.no_grad():
+        for (conv, bn), (w, b) in zip(pairs, convs):
+            assert tuple(conv.weight.shape) == w.shape, (conv.weight.shape, w.shape)
+            conv.weight.copy_(torch.from_numpy(w))
+            bias = torch.from_numpy(b if b is not None else np.zeros(w.shape[0], np.float32))
+            if bn is None:
+                conv.bias.copy_(bias)
+            else:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(bias)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+    model.eval()
+    import onnxruntime as ort
+    x = torch.randn(4, 1, 48, 160)
+    sess = ort.InferenceSession(a.onnx, providers=["CPUExecutionProvider"])
+    got = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(4)])
+    with torch.no_grad():
+        diff = float(np.abs(model(x).numpy() - got).max())
+    assert diff < 1e-3, diff
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    torch.save(model.state_dict(), a.out)
+    print(f"wrote {a.out}: max |torch - onnx| = {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
