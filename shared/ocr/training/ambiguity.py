@@ -6,7 +6,8 @@ For every committed validation sample (same seed and index as make_validation.py
 and every character that has a look-alike (its other case, 0/O/o, 1/l/I, 5/S, 2/Z,
 8/B, 9/g/q, 6/b), the sample is rendered again with the same random draws and only
 that character swapped. When the two renders differ in at most --threshold pixels
-(by more than 40 grey levels, in the 48x160 model input), nothing in the image tells
+(by more than 30% of the image's ink-to-background contrast, in the 48x160
+model input), nothing in the image tells
 the two apart: the position is ambiguous.
 
 A reader who knows the text distribution (gen.rand_text: length, and the four
@@ -106,12 +107,18 @@ def render(style: str, index: int, swap: tuple[int, str] | None, same_box: bool 
 
 def sample_bound(style: str, index: int, threshold: int, same_box: bool = False):
     x, text = render(style, index, None)
+    # "differs": by more than 30% of the image's contrast (ink vs background, 1st-99th percentile),
+    # so that faint text does not make every twin look the same
+    lo, hi = np.percentile(x, [1, 99])
+    level = max(8.0, 0.3 * float(hi - lo))
     options = []
     for pos, c in enumerate(text):
         same = [c]
         for t in twins(c):
-            y, _ = render(style, index, (pos, t), same_box)
-            if int((np.abs(x - y) > 40).sum()) <= threshold:
+            y, swapped = render(style, index, (pos, t), same_box)
+            if swapped[pos] != t:  # this sample's text does not come from gen.rand_text: nothing to swap
+                break
+            if int((np.abs(x - y) > level).sum()) <= threshold:
                 same.append(t)
         options.append(same)
     cands = ["".join(p) for p in itertools.product(*options)]
@@ -121,7 +128,12 @@ def sample_bound(style: str, index: int, threshold: int, same_box: bool = False)
     folded: dict[str, float] = {}
     for t, p in probs.items():
         folded[t.lower()] = folded.get(t.lower(), 0.0) + p
-    return text, exact, max(folded.values()) / total, sum(len(o) > 1 for o in options), set(cands)
+    return text, exact, max(folded.values()) / total, sum(len(o) > 1 for o in options), set(cands), options
+
+
+def pattern(options: list[list[str]]) -> str:
+    """`X[zZ]bF[sS]`: one character, or the look-alikes that render the same in brackets."""
+    return "".join(o[0] if len(o) == 1 else "[" + "".join(sorted(o)) + "]" for o in options)
 
 
 def main():
@@ -133,6 +145,8 @@ def main():
     ap.add_argument("--same-box", action="store_true",
                     help="ImageCaptcha styles: stretch the swapped glyph into the original's box (ignores the "
                          "box width as a cue, so the estimate is no longer a strict bound)")
+    ap.add_argument("--write", action="store_true",
+                    help="write validation/<style>/ambiguity.tsv (use the whole set: --n = its size)")
     ap.add_argument("--model-dir", default="",
                     help="also score this model on the committed images: exact, and exact where any of the "
                          "strings that render the same counts")
@@ -154,9 +168,10 @@ def main():
             x = preprocess(Image.open(os.path.join(VAL_DIR, style, name)), cfg["input_height"], cfg["input_width"])
             return label, ctc_greedy(sess.run(None, {"input": x[None, None]})[0][0], cfg["charset"])
     for style in a.styles.split(","):
-        ex, ci, amb, got, got_amb = [], [], 0, 0, 0
+        ex, ci, amb, got, got_amb, rows = [], [], 0, 0, 0, []
         for i in range(a.n):
-            text, e, c, k, cands = sample_bound(style, i, a.threshold, a.same_box)
+            text, e, c, k, cands, options = sample_bound(style, i, a.threshold, a.same_box)
+            rows.append((text, pattern(options), e))
             ex.append(e)
             ci.append(c)
             amb += k > 0
@@ -172,6 +187,21 @@ def main():
         if read is not None:
             line += f"; model exact {got / a.n:.1%}, exact up to same-render strings {got_amb / a.n:.1%}"
         print(line, flush=True)
+        if a.write:
+            write_tsv(style, rows)
+
+
+def write_tsv(style: str, rows):
+    """validation/<style>/ambiguity.tsv: file, the pattern of strings that render the same, the sample's bound."""
+    from evaluate import VAL_DIR, read_labels
+    labels = read_labels(os.path.join(VAL_DIR, style))
+    assert len(rows) == len(labels), (style, len(rows), len(labels))
+    path = os.path.join(VAL_DIR, style, "ambiguity.tsv")
+    with open(path, "w") as f:
+        for (name, label), (text, pat, bound) in zip(labels, rows):
+            assert label == text, (style, name, label, text)
+            f.write(f"{name}\t{pat}\t{bound:.4f}\n")
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
