@@ -46,19 +46,8 @@ def _single_thread_session(*args, **kwargs):
 
 onnxruntime.InferenceSession = _single_thread_session
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VAL_DIR = os.path.normpath(os.path.join(HERE, "..", "validation"))
-
-
-def read_labels(style_dir):
-    rows = []
-    with open(os.path.join(style_dir, "labels.tsv"), encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line:
-                name, label = line.split("\t", 1)
-                rows.append((name, label))
-    return rows
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evaluate import VAL_DIR, read_labels  # noqa: E402
 
 
 def main():
