@@ -18,7 +18,7 @@ def cbr(cin, cout, k=3, s=1, p=1):
 
 class CtcConvNet(nn.Module):
     def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
-                 seq2: int = 0, tsplit: int = 1, gctx: int = 0):
+                 seq2: int = 0, tsplit: int = 1, gctx: int = 0, rnn: int = 0):
         super().__init__()
         c1, c2, c3, c4, c5 = width
         assert h % 16 == 0 and w % 4 == 0
@@ -59,6 +59,16 @@ class CtcConvNet(nn.Module):
             self.gctx_mlp = nn.Sequential(nn.Conv2d(2 * ctx, gctx, 1), nn.ReLU(inplace=True), nn.Conv2d(gctx, ctx, 1))
             nn.init.zeros_(self.gctx_mlp[2].weight)
             nn.init.zeros_(self.gctx_mlp[2].bias)
+        # optional bidirectional LSTM over the steps (rnn = hidden size per direction), residual: its
+        # output is projected back to ctx and added; the projection starts at zero, so a model
+        # initialised from one without it starts identical. Exported with a fixed batch of 1 (tract
+        # runs an LSTM at batch 1; with a dynamic batch axis it fails for batch > 1).
+        self.rnn_hidden = rnn
+        if rnn:
+            self.rnn = nn.LSTM(ctx, rnn, bidirectional=True, batch_first=True)
+            self.rnn_proj = nn.Linear(2 * rnn, ctx)
+            nn.init.zeros_(self.rnn_proj.weight)
+            nn.init.zeros_(self.rnn_proj.bias)
         self.drop = nn.Dropout(0.1)
         # freeze_bn: BatchNorm keeps its running statistics in training too (fine-tuning a checkpoint
         # recovered from a BN-folded ONNX file, see onnx_to_pt.py)
@@ -86,6 +96,10 @@ class CtcConvNet(nn.Module):
         x = x + self.seq(x)
         if self.seq2_dilation:
             x = x + self.seq2(x)
+        if self.rnn_hidden:
+            s = x.squeeze(2).permute(0, 2, 1)  # [B, T', ctx]
+            s = self.rnn_proj(self.rnn(s)[0])
+            x = x + s.permute(0, 2, 1).unsqueeze(2)
         x = self.drop(x)
         x = self.cls(x)            # [B, C*tsplit, 1, T/tsplit]
         if self.tsplit == 1:

@@ -139,7 +139,7 @@ def export(model, h, w, out_dir, version):
     import onnx
     import onnxruntime as ort
     os.makedirs(out_dir, exist_ok=True)
-    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx)
+    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden)
     m.load_state_dict(model.state_dict())
     m.eval()
     fold_bn(m)
@@ -190,6 +190,8 @@ def main():
                     help="sampling share per style, e.g. multicolor=0.25,pillow=0.19 (others: their share of the data)")
     ap.add_argument("--gctx", type=int, default=0,
                     help="hidden width of a global-context block (avg+max over the width, added to every step; 0 = none)")
+    ap.add_argument("--rnn", type=int, default=0,
+                    help="hidden size of a residual bidirectional LSTM over the steps (0 = none)")
     ap.add_argument("--freeze-bn", action="store_true",
                     help="keep BatchNorm statistics fixed (fine-tuning a checkpoint made by onnx_to_pt.py)")
     ap.add_argument("--warmup", type=int, default=300)
@@ -212,11 +214,11 @@ def main():
     runs = a.run_dir
     os.makedirs(runs, exist_ok=True)
     width = tuple(int(v) for v in a.width.split(","))
-    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx)
+    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn)
     model.width, model.ctx = width, a.ctx
     if a.init:
         missing, unexpected = model.load_state_dict(torch.load(a.init, map_location="cpu"), strict=False)
-        assert not unexpected and all(k.startswith(("seq2.", "gctx_mlp.")) for k in missing), (missing, unexpected)
+        assert not unexpected and all(k.startswith(("seq2.", "gctx_mlp.", "rnn.", "rnn_proj.")) for k in missing), (missing, unexpected)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
@@ -249,6 +251,10 @@ def main():
         step, best = st["step"], st["best"]
         t0 -= st["elapsed"]
         print(f"resumed at step {step} ({st['elapsed']:.0f}s of {budget:.0f}s), best {best:.4f}", flush=True)
+    if a.init and not a.resume:
+        res = evaluate(model, vx, vy, vs)
+        print(f"eval step 0 (init): mean {float(np.mean([r[0] for r in res.values()])):.4f} "
+              + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
     done = False
     while not done:
         epoch += 1
@@ -306,7 +312,7 @@ def main():
     with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
-                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "freeze_bn": a.freeze_bn, "style_weights": a.style_weights,
+                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "freeze_bn": a.freeze_bn, "style_weights": a.style_weights,
                    "init": a.init}, f, indent=1)
 
 
