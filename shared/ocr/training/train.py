@@ -217,7 +217,13 @@ def main():
     model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn)
     model.width, model.ctx = width, a.ctx
     if a.init:
-        missing, unexpected = model.load_state_dict(torch.load(a.init, map_location="cpu"), strict=False)
+        sd = torch.load(a.init, map_location="cpu")
+        own = model.state_dict()
+        for k in ("cls.weight", "cls.bias"):
+            # a tsplit-1 classifier starting a tsplit-k model: each of the k sub-steps starts as it
+            if k in sd and sd[k].shape != own[k].shape and own[k].shape[0] == sd[k].shape[0] * a.tsplit:
+                sd[k] = sd[k].repeat(a.tsplit, *([1] * (sd[k].dim() - 1)))
+        missing, unexpected = model.load_state_dict(sd, strict=False)
         assert not unexpected and all(k.startswith(("seq2.", "gctx_mlp.", "rnn.", "rnn_proj.")) for k in missing), (missing, unexpected)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
