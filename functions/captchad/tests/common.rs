@@ -108,6 +108,21 @@ pub async fn balance(http: &reqwest::Client, base: &str, key: &str) -> String {
     res(http, base, &[("key", key), ("action", "getbalance")]).await.expect("getbalance")
 }
 
+/// The balance once it reads `want`, or what it reads after 5 s. A task given
+/// up is marked unsolvable first and its hold released next (two writes), so a
+/// poller can see `ERROR_CAPTCHA_UNSOLVABLE` a moment before the held amount
+/// is back in the balance.
+pub async fn settled_balance(http: &reqwest::Client, base: &str, key: &str, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = balance(http, base, key).await;
+        if got == want || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `captchad account create`, returning (key, callback signing secret).
 pub fn create_account_with_secret(data_dir: &Path, balance: &str) -> (String, String) {
     let out = Command::new(BIN)
