@@ -87,14 +87,41 @@ fn the_model_loads_and_honours_the_contract() {
 
 #[test]
 fn each_style_reads_at_or_above_its_floor() {
+    reads_at_or_above(ocr(), FLOORS);
+}
+
+/// Floors for `model-bilstm/` (attempt 4 in `MODEL.md`, committed but not
+/// embedded), five points under what it measured on the same images (calc
+/// 0.77, captcha-default 0.79, captcha-fonts 0.49, multicolor 0.00, phrase
+/// 0.79, pillow 0.77): it keeps loading and reading in tract (its LSTM node
+/// included) as the crate changes.
+const BILSTM_FLOORS: &[(&str, f64)] = &[
+    ("calc", 0.72),
+    ("captcha-default", 0.74),
+    ("captcha-fonts", 0.44),
+    ("multicolor", 0.0),
+    ("phrase", 0.74),
+    ("pillow", 0.72),
+];
+
+#[test]
+fn the_unembedded_bilstm_model_reads_at_or_above_its_floors() {
+    let dir = Path::new(OCR_DIR).join("model-bilstm");
+    let ocr = Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json")).expect("model-bilstm");
+    assert_eq!(ocr.spec().version, "ctc-conv-bilstm-48x160-v4");
+    reads_at_or_above(&ocr, BILSTM_FLOORS);
+}
+
+/// Exact accuracy on the first [`PER_STYLE`] images of each style, against its floor.
+fn reads_at_or_above(ocr: &Ocr, floors: &[(&str, f64)]) {
     let mut report = BTreeMap::new();
-    for &(style, floor) in FLOORS {
+    for &(style, floor) in floors {
         let samples = validation(style, PER_STYLE);
         assert!(!samples.is_empty(), "no {style} images");
         let right = samples
             .iter()
             .filter(|(_, bytes, label)| {
-                let answer = ocr().recognize(bytes, &natural(style));
+                let answer = ocr.recognize(bytes, &natural(style));
                 // calc answers the result; score it on the expression read.
                 answer.is_ok_and(|a| &a.raw == label)
             })
@@ -102,9 +129,9 @@ fn each_style_reads_at_or_above_its_floor() {
         let accuracy = right as f64 / samples.len() as f64;
         report.insert(style, (accuracy, floor));
     }
-    eprintln!("accuracy (exact) per style: {report:?}");
+    eprintln!("{}: accuracy (exact) per style: {report:?}", ocr.spec().version);
     for (style, (accuracy, floor)) in report {
-        assert!(accuracy >= floor, "{style}: {accuracy:.3} < floor {floor}");
+        assert!(accuracy >= floor, "{}: {style}: {accuracy:.3} < floor {floor}", ocr.spec().version);
     }
 }
 
