@@ -163,8 +163,12 @@ def main():
         so.intra_op_num_threads = 1
         sess = ort.InferenceSession(os.path.join(a.model_dir, "captcha.onnx"), so, providers=["CPUExecutionProvider"])
 
+        labels: dict[str, list] = {}
+
         def read(style, i):
-            name, label = read_labels(os.path.join(VAL_DIR, style))[i]
+            if style not in labels:
+                labels[style] = read_labels(os.path.join(VAL_DIR, style))
+            name, label = labels[style][i]
             x = preprocess(Image.open(os.path.join(VAL_DIR, style, name)), cfg["input_height"], cfg["input_width"])
             return label, ctc_greedy(sess.run(None, {"input": x[None, None]})[0][0], cfg["charset"])
     for style in a.styles.split(","):

@@ -135,6 +135,13 @@ def evaluate(model, vx, vy, vs, bs=256):
     return res
 
 
+def report(what: str, res: dict) -> float:
+    """Prints a check result (exact/case-insensitive per style); returns the mean exact over styles."""
+    score = float(np.mean([r[0] for r in res.values()]))
+    print(f"{what}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+    return score
+
+
 def export(model, h, w, out_dir, version):
     import onnx
     import onnxruntime as ort
@@ -258,9 +265,7 @@ def main():
         t0 -= st["elapsed"]
         print(f"resumed at step {step} ({st['elapsed']:.0f}s of {budget:.0f}s), best {best:.4f}", flush=True)
     if a.init and not a.resume:
-        res = evaluate(model, vx, vy, vs)
-        print(f"eval step 0 (init): mean {float(np.mean([r[0] for r in res.values()])):.4f} "
-              + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+        report("eval step 0 (init)", evaluate(model, vx, vy, vs))
     done = False
     while not done:
         epoch += 1
@@ -296,18 +301,14 @@ def main():
             if step % 100 == 0:
                 print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
             if step % a.eval_every == 0:
-                res = evaluate(model, vx, vy, vs)
-                score = float(np.mean([r[0] for r in res.values()]))
-                print(f"eval step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+                score = report(f"eval step {step}", evaluate(model, vx, vy, vs))
                 torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
                 if score > best:
                     best = score
                     torch.save(model.state_dict(), ckpt)
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                             "elapsed": time.time() - t0}, state_path)
-    res = evaluate(model, vx, vy, vs)
-    score = float(np.mean([r[0] for r in res.values()]))
-    print(f"final step {step}: mean {score:.4f} " + " ".join(f"{k}={v[0]:.3f}/{v[1]:.3f}" for k, v in res.items()), flush=True)
+    score = report(f"final step {step}", evaluate(model, vx, vy, vs))
     torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
     if score >= best:
         best = score
