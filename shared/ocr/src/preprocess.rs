@@ -23,7 +23,7 @@
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use image::{DynamicImage, GrayImage, ImageFormat, ImageReader};
+use image::{DynamicImage, GrayImage, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::OcrError;
 
@@ -60,6 +60,11 @@ pub struct InputSpec {
 
 /// Decodes `bytes` into the 8-bit gray image of steps 1–2.
 pub fn decode_gray(bytes: &[u8], limits: &ImageLimits) -> Result<GrayImage, OcrError> {
+    Ok(gray_of(&decode_rgb(bytes, limits)?))
+}
+
+/// Decodes `bytes` into the RGB image of step 1 (alpha over white).
+pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, OcrError> {
     if bytes.is_empty() {
         return Err(OcrError::Empty);
     }
@@ -98,7 +103,7 @@ pub fn decode_gray(bytes: &[u8], limits: &ImageLimits) -> Result<GrayImage, OcrE
     let decoded = catch_unwind(AssertUnwindSafe(|| reader.decode()))
         .map_err(|_| OcrError::DecoderPanic)?
         .map_err(OcrError::Decode)?;
-    Ok(to_gray(&decoded))
+    Ok(to_rgb(decoded))
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &ImageLimits) -> Result<(), OcrError> {
@@ -136,29 +141,30 @@ fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
     }
 }
 
-/// Steps 1–2: alpha over white, then Pillow's integer luma.
-fn to_gray(img: &DynamicImage) -> GrayImage {
-    let (width, height) = (img.width(), img.height());
-    let luma = |r: u8, g: u8, b: u8| -> u8 {
-        let v = (u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 32768) >> 16;
-        v as u8
-    };
-    let pixels: Vec<u8> = if img.color().has_alpha() {
-        img.to_rgba8()
-            .pixels()
-            .map(|p| {
-                let [r, g, b, a] = p.0;
-                luma(over_white(r, a), over_white(g, a), over_white(b, a))
-            })
-            .collect()
-    } else {
-        img.to_rgb8()
-            .pixels()
-            .map(|p| luma(p.0[0], p.0[1], p.0[2]))
-            .collect()
-    };
+/// Step 1: alpha over white.
+fn to_rgb(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let mut rgba = img.into_rgba8();
+    for p in rgba.pixels_mut() {
+        let [r, g, b, a] = p.0;
+        p.0 = [over_white(r, a), over_white(g, a), over_white(b, a), 255];
+    }
+    DynamicImage::ImageRgba8(rgba).into_rgb8()
+}
+
+/// Step 2: Pillow's integer luma.
+pub fn gray_of(rgb: &RgbImage) -> GrayImage {
+    let pixels: Vec<u8> = rgb
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0;
+            ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 32768) >> 16) as u8
+        })
+        .collect();
     // The buffer has exactly width*height bytes.
-    GrayImage::from_raw(width, height, pixels).unwrap_or_else(|| GrayImage::new(width, height))
+    GrayImage::from_raw(rgb.width(), rgb.height(), pixels).unwrap_or_else(|| GrayImage::new(rgb.width(), rgb.height()))
 }
 
 /// One channel of Pillow's `alpha_composite(white, src)` (its 7-bit
@@ -227,9 +233,12 @@ pub fn preprocess(
     spec: &InputSpec,
     limits: &ImageLimits,
 ) -> Result<Vec<f32>, OcrError> {
-    let gray = decode_gray(bytes, limits)?;
-    let canvas = fit_to_canvas(&gray, spec.height, spec.width);
-    Ok(normalize(&canvas, spec.mean, spec.std))
+    Ok(canvas_input(&decode_gray(bytes, limits)?, spec))
+}
+
+/// Steps 3–5: a gray image to the `[H*W]` model input, row-major.
+pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
+    normalize(&fit_to_canvas(gray, spec.height, spec.width), spec.mean, spec.std)
 }
 
 /// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
@@ -243,11 +252,15 @@ pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> 
     if nw != w {
         let coeffs = Coefficients::new(w, nw);
         let mut out = vec![0u8; nw * h];
-        for y in 0..h {
-            let row = &pixels[y * w..(y + 1) * w];
-            for (x, o) in out[y * nw..(y + 1) * nw].iter_mut().enumerate() {
+        for (row, out_row) in pixels.chunks_exact(w).zip(out.chunks_exact_mut(nw)) {
+            for (x, o) in out_row.iter_mut().enumerate() {
                 let (start, k) = coeffs.of(x);
-                *o = coeffs.apply(k, |i| row[start + i]);
+                let taps = &row[start..start + k.len()];
+                let ss = taps
+                    .iter()
+                    .zip(k)
+                    .fold(Coefficients::HALF, |ss, (&p, &w)| ss + i64::from(p) * i64::from(w));
+                *o = Coefficients::clip(ss);
             }
         }
         pixels = out;
@@ -256,10 +269,20 @@ pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> 
     if nh != h {
         let coeffs = Coefficients::new(h, nh);
         let mut out = vec![0u8; cur_w * nh];
-        for y in 0..nh {
+        // One output row at a time, accumulated over its input rows: the
+        // inner loops run along rows, so they vectorise.
+        let mut acc = vec![0i64; cur_w];
+        for (y, out_row) in out.chunks_exact_mut(cur_w).enumerate() {
             let (start, k) = coeffs.of(y);
-            for x in 0..cur_w {
-                out[y * cur_w + x] = coeffs.apply(k, |i| pixels[(start + i) * cur_w + x]);
+            acc.fill(Coefficients::HALF);
+            for (i, &wgt) in k.iter().enumerate() {
+                let row = &pixels[(start + i) * cur_w..(start + i + 1) * cur_w];
+                for (a, &p) in acc.iter_mut().zip(row) {
+                    *a += i64::from(p) * i64::from(wgt);
+                }
+            }
+            for (o, &a) in out_row.iter_mut().zip(&acc) {
+                *o = Coefficients::clip(a);
             }
         }
         pixels = out;
@@ -321,11 +344,11 @@ impl Coefficients {
         (start, &self.weights[from..to])
     }
 
-    fn apply(&self, k: &[i32], pixel: impl Fn(usize) -> u8) -> u8 {
-        let mut ss: i64 = 1 << (Self::PRECISION_BITS - 1);
-        for (i, &w) in k.iter().enumerate() {
-            ss += i64::from(pixel(i)) * i64::from(w);
-        }
+    /// The rounding offset every sum starts from.
+    const HALF: i64 = 1 << (Self::PRECISION_BITS - 1);
+
+    /// A weighted sum back to 8 bits, clipped.
+    fn clip(ss: i64) -> u8 {
         if ss <= 0 {
             0
         } else if ss >= (1i64 << Self::PRECISION_BITS << 8) {
@@ -366,7 +389,7 @@ mod tests {
     #[test]
     fn gray_is_pillows_luma() {
         let rgb = image::RgbImage::from_pixel(2, 1, image::Rgb([10, 200, 30]));
-        let gray = to_gray(&DynamicImage::ImageRgb8(rgb));
+        let gray = gray_of(&rgb);
         assert_eq!(gray.get_pixel(0, 0).0[0], 124);
     }
 
