@@ -1,0 +1,174 @@
+"""Trains and exports the glyph-cell classifier (see cells.py, gen_cells.py).
+
+  python train_cells.py [--minutes 30] [--size 32] [--width 16,32,64,64,96] [--out ../model-cells-v1]
+
+Input [B, 3, S, S] (one cell, colour), output [B, len(CELL_CHARSET) + 1]
+log-probabilities, the last class "not a glyph cell". Small on purpose: a
+strip of 8 cells costs 8 runs of ~6 M multiply-adds. Prints, at every check,
+the cell accuracy, the "not a glyph" recall and the exact-strip accuracy on
+data/cells<S>/check.npz (seed 7777).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import cells
+from model import cbr, fold_bn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NUM_CLASSES = len(cells.CELL_CHARSET) + 1
+
+
+class CellNet(nn.Module):
+    def __init__(self, s: int = cells.CELL, width=(16, 32, 64, 64, 96)):
+        super().__init__()
+        c1, c2, c3, c4, c5 = width
+        self.width = width
+        self.size = s
+        self.features = nn.Sequential(
+            cbr(3, c1), nn.MaxPool2d(2, 2),          # S/2
+            cbr(c1, c2), nn.MaxPool2d(2, 2),         # S/4
+            cbr(c2, c3), cbr(c3, c4), nn.MaxPool2d(2, 2),  # S/8
+            cbr(c4, c5),
+        )
+        self.drop = nn.Dropout(0.2)
+        self.cls = nn.Linear(c5 * (s // 8) ** 2, NUM_CLASSES)
+
+    def forward(self, x):
+        x = self.features(x).flatten(1)
+        return F.log_softmax(self.cls(self.drop(x)), dim=1)
+
+
+def load(name, size=cells.CELL):
+    d = np.load(os.path.join(HERE, "data", f"cells{size}", f"{name}.npz"))
+    return d["x"], d["y"].astype(np.int64), d["counts"], d["labels"]
+
+
+def to_float(xb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(cells.normalize(cells.features(xb)))
+
+
+def evaluate(model, x, y, counts, bs=1024):
+    model.eval()
+    pred = []
+    with torch.no_grad():
+        for i in range(0, len(x), bs):
+            pred.append(model(to_float(x[i:i + bs])).argmax(1).numpy())
+    model.train()
+    pred = np.concatenate(pred)
+    ok = pred == y
+    n_strip = int(counts.sum())
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    exact = np.mean([ok[a:b].all() for a, b in zip(starts, ends)])
+    neg = y == cells.NOT_A_GLYPH
+    return {"cell": float(ok[:n_strip].mean()), "strip_exact": float(exact),
+            "not_a_glyph_recall": float(ok[neg].mean()) if neg.any() else float("nan")}
+
+
+def export(model, out_dir, version):
+    import onnx
+    import onnxruntime as ort
+    os.makedirs(out_dir, exist_ok=True)
+    m = CellNet(model.size, model.width)
+    m.load_state_dict(model.state_dict())
+    m.eval()
+    fold_bn(m)
+    m.eval()
+    s = model.size
+    x = torch.randn(1, 3, s, s)
+    path = os.path.join(out_dir, "cells.onnx")
+    tmp = path + ".tmp"
+    torch.onnx.export(m, x, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
+                      dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(tmp))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = m(x).numpy()
+    got = sess.run(None, {"input": x.numpy()})[0]
+    diff = float(np.abs(ref - got).max())
+    assert got.shape == (1, NUM_CLASSES), got.shape
+    assert diff < 1e-3, diff
+    os.replace(tmp, path)
+    cfg = {"cell_size": s, "features": "abs-median", "charset": cells.CELL_CHARSET, "not_a_glyph": cells.NOT_A_GLYPH,
+           "min_cells": cells.MIN_CELLS, "max_cells": cells.MAX_CELLS, "dark": cells.DARK,
+           "dark_share": cells.DARK_SHARE, "square_tolerance": cells.SQUARE_TOLERANCE,
+           "mean": 0.5, "std": 0.5, "version": version}
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
+    print(f"exported {path} ({os.path.getsize(path) / 1e6:.2f} MB), max |torch-ort| = {diff:.2e}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--bs", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--run-dir", default=os.path.join(HERE, "runs-cells"))
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "model-cells-v1"))
+    ap.add_argument("--version", default="cells-conv-32-v1")
+    ap.add_argument("--size", type=int, default=cells.CELL, help="S (data/cells<S>/)")
+    ap.add_argument("--width", default="16,32,64,64,96", help="channels of the five conv layers")
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    x, y, _, _ = load("train", a.size)
+    cx, cy, ccounts, _ = load("check", a.size)
+    print(f"train cells {len(x)}, check cells {len(cx)} ({len(ccounts)} strips)", flush=True)
+    model = CellNet(a.size, tuple(int(c) for c in a.width.split(",")))
+    print("params", sum(p.numel() for p in model.parameters()), flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    budget = a.minutes * 60
+    t0 = time.time()
+    os.makedirs(a.run_dir, exist_ok=True)
+    best, step, order, pos = -1.0, 0, rng.permutation(len(x)), 0
+    while True:
+        frac = (time.time() - t0) / budget
+        if frac >= 1:
+            break
+        lr = a.lr * min(1.0, (step + 1) / 300) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if pos + a.bs > len(order):
+            order, pos = rng.permutation(len(x)), 0
+        idx = np.sort(order[pos:pos + a.bs])
+        pos += a.bs
+        xb = to_float(x[idx])
+        yb = torch.from_numpy(y[idx])
+        loss = F.nll_loss(model(xb), yb)  # noqa: the model returns log-probabilities
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
+        if step % a.eval_every == 0:
+            r = evaluate(model, cx, cy, ccounts)
+            print(f"check step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
+            if r["strip_exact"] > best:
+                best = r["strip_exact"]
+                torch.save(model.state_dict(), os.path.join(a.run_dir, "best.pt"))
+    r = evaluate(model, cx, cy, ccounts)
+    print(f"final step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
+    if r["strip_exact"] >= best:
+        torch.save(model.state_dict(), os.path.join(a.run_dir, "best.pt"))
+    model.load_state_dict(torch.load(os.path.join(a.run_dir, "best.pt")))
+    export(model, a.out, a.version)
+
+
+if __name__ == "__main__":
+    main()
