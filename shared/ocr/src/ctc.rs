@@ -96,7 +96,7 @@ impl Charset {
         self.chars[usize::from(class) - 1]
     }
 
-    fn class_of(&self, c: char) -> Option<usize> {
+    pub(crate) fn class_of(&self, c: char) -> Option<usize> {
         self.chars.iter().position(|&x| x == c).map(|i| i + 1)
     }
 }

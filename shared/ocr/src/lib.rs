@@ -16,6 +16,11 @@
 //!   with [`Ocr::embedded`] / [`Ocr::global`], or from files with
 //!   [`Ocr::from_files`]) into an optimised tract plan; `Send + Sync`, one
 //!   instance serves every thread.
+//! - [`cells`]: [`CellReader`], an optional second model (attached with
+//!   [`Ocr::with_cells`]; `model-cells-v1/` is committed but not embedded),
+//!   for images that draw each character in its own coloured, rotated cell
+//!   (multicolorcaptcha and its clones): split by geometry, each cell
+//!   classified in colour, the cells decoded like a CTC output.
 //! - [`ctc`]: decoding the model's per-step log-probabilities under the
 //!   client's [`Constraints`] (digits only, length bounds, phrase, calc, case),
 //!   applied to the probabilities — masks plus a constrained prefix beam
@@ -25,6 +30,7 @@
 //! The `ocr-bench` binary measures accuracy per validation style, latency
 //! and throughput, next to the ddddocr anchor (see `BENCHMARKS.md`).
 
+pub mod cells;
 pub mod ctc;
 pub mod error;
 pub mod model;
@@ -32,6 +38,7 @@ pub mod preprocess;
 #[cfg(feature = "core-port")]
 pub mod port;
 
+pub use cells::CellReader;
 pub use ctc::{Answer, Charset, Constraints, LogProbs};
 pub use error::OcrError;
 pub use model::{ModelSpec, Ocr};

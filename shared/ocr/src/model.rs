@@ -5,9 +5,11 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use image::RgbImage;
 use serde::Deserialize;
 use tract_onnx::prelude::*;
 
+use crate::cells::CellReader;
 use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
 use crate::error::OcrError;
 use crate::preprocess::{self, ImageLimits, InputSpec};
@@ -42,6 +44,8 @@ pub struct Ocr {
     limits: ImageLimits,
     /// CTC time steps of the output.
     steps: usize,
+    /// Reads strips of glyph cells, when a cell model is loaded.
+    cells: Option<CellReader>,
 }
 
 const _: () = {
@@ -65,6 +69,25 @@ impl Ocr {
             OcrError::Model("this build has no embedded model (shared/ocr/model/ was empty)".into())
         })?;
         Ocr::from_bytes(onnx, json)
+    }
+
+    /// The same engine with (or without) a cell reader for strips of glyph
+    /// cells. Errors if the cell model reads a character the main charset lacks.
+    pub fn with_cells(mut self, cells: Option<CellReader>) -> Result<Ocr, OcrError> {
+        if let Some(reader) = &cells {
+            if let Some(c) = reader.spec().charset.chars().find(|&c| self.charset.class_of(c).is_none()) {
+                return Err(OcrError::Model(format!(
+                    "the cell model reads {c:?}, which the main charset lacks"
+                )));
+            }
+        }
+        self.cells = cells;
+        Ok(self)
+    }
+
+    /// The cell reader, if one is loaded.
+    pub fn cells(&self) -> Option<&CellReader> {
+        self.cells.as_ref()
     }
 
     /// The embedded model, loaded on first use and then shared for the life
@@ -131,6 +154,7 @@ impl Ocr {
             charset,
             limits: ImageLimits::default(),
             steps: 0,
+            cells: None,
         };
         // One run on a blank canvas: checks the output against the contract
         // and learns the number of time steps.
@@ -162,10 +186,40 @@ impl Ocr {
     }
 
     /// Reads the text of one image (PNG, JPEG or GIF bytes) under `constraints`.
+    ///
+    /// A strip of glyph cells goes to the cell reader when one is loaded; if
+    /// the image is not one, or no reading of its cells satisfies the
+    /// constraints, the main model reads it.
     pub fn recognize(&self, image: &[u8], constraints: &Constraints) -> Result<Answer, OcrError> {
-        let input = self.preprocess(image)?;
-        let log_probs = self.infer(&input)?;
+        let rgb = self.decode_image(image)?;
+        if let Some(log_probs) = self.infer_cells(&rgb, constraints)? {
+            match self.decode(&log_probs, constraints) {
+                Err(OcrError::NoValidAnswer) => {}
+                answer => return answer,
+            }
+        }
+        let log_probs = self.infer(&self.line_input(&rgb))?;
         self.decode(&log_probs, constraints)
+    }
+
+    /// Step 1: the decoded RGB image, its size checked against the limits.
+    pub fn decode_image(&self, image: &[u8]) -> Result<RgbImage, OcrError> {
+        preprocess::decode_rgb(image, &self.limits)
+    }
+
+    /// The cell reader's output for an image, as a CTC matrix; `None` when
+    /// no cell model is loaded, the answer is a phrase (no cell holds a
+    /// space), the image is not a strip, or a cell is not a glyph.
+    pub fn infer_cells(&self, rgb: &RgbImage, constraints: &Constraints) -> Result<Option<LogProbs>, OcrError> {
+        match &self.cells {
+            Some(cells) if !constraints.phrase => cells.read(rgb, &self.charset),
+            _ => Ok(None),
+        }
+    }
+
+    /// Steps 2–5 for the main model: the `[H*W]` input of a decoded image.
+    pub fn line_input(&self, rgb: &RgbImage) -> Vec<f32> {
+        preprocess::canvas_input(&preprocess::gray_of(rgb), &self.input)
     }
 
     /// Steps 1–5 of the preprocessing: the `[H*W]` model input.
@@ -213,6 +267,7 @@ impl std::fmt::Debug for Ocr {
             .field("spec", &self.spec)
             .field("limits", &self.limits)
             .field("steps", &self.steps)
+            .field("cells", &self.cells)
             .finish_non_exhaustive()
     }
 }

@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N]
-//!     [--val-dir DIR] [--model DIR] [--no-anchor] [--throughput-secs S]
+//!     [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor]
+//!     [--throughput-secs S]
 //! ```
+//!
+//! `--cells shared/ocr/model-cells-v1` attaches the glyph-cell reader.
 //!
 //! 1. accuracy per validation style, exact (case-sensitive) and
 //!    case-insensitive, each style read with the flags a client would send
 //!    (`calc=1` for calc — scored on the expression read, as ddddocr is, and
 //!    on the result too — `phrase=1` for phrase);
-//! 2. latency per image on one thread, batch 1, p50/p95: the model alone and
-//!    the whole call (decode + preprocess + model + CTC);
+//! 2. latency per image on one thread, batch 1, p50/p95: the model alone (the
+//!    cell model's runs and the cuts they read, the main model's run, or both
+//!    when the cells fall through) and the whole call (decode + preprocess +
+//!    models + CTC); the share of each style the cell reader answered;
 //! 3. images/s on all cores, one worker per core, whole calls;
 //! 4. where a style has `ambiguity.tsv` (`training/ambiguity.py`): the bound
 //!    any reader can reach on it (look-alikes that render the same) and our
@@ -27,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use captcha_ocr::{Constraints, Ocr};
+use captcha_ocr::{CellReader, Constraints, LogProbs, Ocr, OcrError};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
@@ -38,6 +43,8 @@ struct Args {
     limit: usize,
     val_dir: PathBuf,
     model: Option<PathBuf>,
+    /// A cell model to attach (`model-cells-v1/`), none by default.
+    cells: Option<PathBuf>,
     anchor: bool,
     throughput_secs: f64,
 }
@@ -48,6 +55,7 @@ fn parse_args() -> Result<Args> {
         limit: 0,
         val_dir: Path::new(OCR_DIR).join("validation"),
         model: None,
+        cells: None,
         anchor: true,
         throughput_secs: 10.0,
     };
@@ -60,12 +68,13 @@ fn parse_args() -> Result<Args> {
             "--limit" => args.limit = value()?.parse().context("--limit")?,
             "--val-dir" => args.val_dir = value()?.into(),
             "--model" => args.model = Some(value()?.into()),
+            "--cells" => args.cells = Some(value()?.into()),
             "--throughput-secs" => {
                 args.throughput_secs = value()?.parse().context("--throughput-secs")?
             }
             "-h" | "--help" => {
                 println!(
-                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--no-anchor] [--throughput-secs S]"
+                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor] [--throughput-secs S]"
                 );
                 std::process::exit(0);
             }
@@ -204,6 +213,10 @@ struct StyleScore {
     with_bound: usize,
     bound: f64,
     forgiven: usize,
+    /// Images the cell reader answered.
+    by_cells: usize,
+    /// Model time per image of this style.
+    model_ns: Option<Histogram<u64>>,
 }
 
 struct Measured {
@@ -253,22 +266,42 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         }
         let cs = constraints_for(&s.style, true);
         let t0 = Instant::now();
-        let mut model_cpu = None;
-        let read = ocr.preprocess(&s.bytes).and_then(|x| {
+        let mut model = Duration::ZERO;
+        let mut model_cpu = Some(0u64);
+        // `Ocr::recognize`, in its steps, with the models' runs timed.
+        let mut timed = |run: &mut dyn FnMut() -> Result<Option<LogProbs>, OcrError>| {
             let cpu0 = thread_cpu_ns();
             let t1 = Instant::now();
-            let lp = ocr.infer(&x)?;
-            let model = t1.elapsed();
-            model_cpu = cpu0.zip(thread_cpu_ns()).map(|(a, b)| b.saturating_sub(a));
-            Ok((lp, model))
+            let out = run();
+            model += t1.elapsed();
+            model_cpu = model_cpu.zip(cpu0.zip(thread_cpu_ns())).map(|(m, (a, b))| m + b.saturating_sub(a));
+            out
+        };
+        let read = ocr.decode_image(&s.bytes).and_then(|rgb| {
+            if let Some(lp) = timed(&mut || ocr.infer_cells(&rgb, &cs))? {
+                if let Ok(answer) = ocr.decode(&lp, &cs) {
+                    return Ok(Some((answer, lp, true)));
+                }
+            }
+            let x = ocr.line_input(&rgb);
+            let Some(lp) = timed(&mut || ocr.infer(&x).map(Some))? else { return Ok(None) };
+            Ok(ocr.decode(&lp, &cs).ok().map(|a| (a, lp, false)))
         });
         let (answer, model) = match read {
-            Ok((lp, model)) => (ocr.decode(&lp, &cs).ok().map(|a| (a, lp)), Some(model)),
+            Ok(answer) => (answer, Some(model)),
             Err(_) => (None, None),
         };
         let total = t0.elapsed();
         if let Some(model) = model {
             model_ns.record(model.as_nanos() as u64)?;
+            let style = &mut styles.last_mut().context("a style")?.1;
+            match &mut style.model_ns {
+                Some(h) => h.record(model.as_nanos() as u64)?,
+                None => style.model_ns = Some(Histogram::new_with_max(u64::MAX >> 2, 3).map(|mut h| {
+                    let _ = h.record(model.as_nanos() as u64);
+                    h
+                })?),
+            }
         }
         if let Some(cpu) = model_cpu {
             model_cpu_ns.record(cpu.max(1))?;
@@ -281,7 +314,8 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
             score.with_bound += 1;
             score.bound += bound;
         }
-        let Some((answer, lp)) = answer else { continue };
+        let Some((answer, lp, by_cells)) = answer else { continue };
+        score.by_cells += usize::from(by_cells);
         if let Some((pattern, _)) = &s.same {
             score.forgiven += usize::from(matches(pattern, &answer.text));
         }
@@ -434,6 +468,10 @@ fn main() -> Result<()> {
         Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
         None => Ocr::embedded()?,
     };
+    let ocr = match &args.cells {
+        Some(dir) => ocr.with_cells(Some(CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?))?,
+        None => ocr,
+    };
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let samples = load_samples(&args.val_dir, args.limit)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -465,6 +503,8 @@ fn main() -> Result<()> {
                 "n": s.n,
                 "exact": ratio(s.exact, s.n),
                 "exact_ci": ratio(s.exact_ci, s.n),
+                "by_cells": ratio(s.by_cells, s.n),
+                "model_p50": s.model_ns.as_ref().map(|h| ms(h, 0.5)),
             });
             if name == "calc" {
                 v["answer"] = json!(ratio(s.answer, s.n));
@@ -486,6 +526,7 @@ fn main() -> Result<()> {
             "tract-onnx": locked_version("tract-onnx"),
             "image": locked_version("image"),
             "model": ocr.spec().version,
+            "cells": ocr.cells().map(|c| c.spec().version.clone()),
         },
         "command": "cargo run --release -p captcha-ocr --bin ocr-bench",
         "ours": {
@@ -525,13 +566,14 @@ fn print_markdown(r: &Value) {
     let ours = &r["ours"];
     let dd = &r["ddddocr"];
     println!(
-        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}`; ddddocr {} (onnxruntime {}).",
+        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}`, cells `{}`; ddddocr {} (onnxruntime {}).",
         s(&r["machine"]["cpu"]),
         s(&r["machine"]["cores"]),
         s(&r["versions"]["rustc"]),
         s(&r["versions"]["tract-onnx"]),
         s(&r["versions"]["image"]),
         s(&r["versions"]["model"]),
+        s(&r["versions"]["cells"]),
         s(&dd["version"]),
         s(&dd["onnxruntime"]),
     );
@@ -545,9 +587,9 @@ fn print_markdown(r: &Value) {
     }
     println!();
     println!(
-        "| style | images | ours exact | ours case-insensitive | ddddocr exact | ddddocr case-insensitive | bound, any reader | ours, look-alikes forgiven |"
+        "| style | images | ours exact | ours case-insensitive | ddddocr exact | ddddocr case-insensitive | bound, any reader | ours, look-alikes forgiven | read as cells | ours, model p50 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut names: Vec<&String> = ours["styles"]
         .as_object()
         .map(|m| m.keys().collect())
@@ -557,18 +599,20 @@ fn print_markdown(r: &Value) {
         let o = &ours["styles"][name];
         let d = &dd["styles"][name];
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} ms |",
             s(&o["n"]),
             p(&o["exact"]),
             p(&o["exact_ci"]),
             p(&d["exact"]),
             p(&d["exact_ci"]),
             p(&o["bound"]),
-            p(&o["exact_forgiven"])
+            p(&o["exact_forgiven"]),
+            p(&o["by_cells"]),
+            s(&o["model_p50"])
         );
     }
     println!(
-        "| **all** | {} | **{}** | **{}** | **{}** | **{}** | | |",
+        "| **all** | {} | **{}** | **{}** | **{}** | **{}** | | | | |",
         s(&ours["overall"]["n"]),
         p(&ours["overall"]["exact"]),
         p(&ours["overall"]["exact_ci"]),
@@ -577,7 +621,8 @@ fn print_markdown(r: &Value) {
     );
     println!(
         "\nbound, any reader: exact accuracy no reader can beat, because some look-alikes (c/C, 0/O, ...) render the same \
-         (`ambiguity.tsv`, from `training/ambiguity.py`); look-alikes forgiven: ours, counting a read as right when it renders the same as the label."
+         (`ambiguity.tsv`, from `training/ambiguity.py`); look-alikes forgiven: ours, counting a read as right when it renders the same as the label; \
+         read as cells: answered by the cell reader (`model-cells/`) instead of the main model."
     );
     if let Some(answer) = ours["styles"]["calc"].get("answer") {
         println!(

@@ -1,0 +1,180 @@
+//! The glyph-cell reader (`model-cells-v1/`, committed but not embedded):
+//! the cut matches the trainer's golden numbers, strips go to it and other
+//! images do not, it reads multicolor at or above its floor, and the client's
+//! constraints act on its output as on the main model's.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use captcha_ocr::cells::{cell_u8, features, split, Strip};
+use captcha_ocr::preprocess::decode_rgb;
+use captcha_ocr::{CellReader, Constraints, ImageLimits, Ocr};
+
+const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The committed cell model.
+const CELLS_DIR: &str = "model-cells-v1";
+
+fn load_cells() -> CellReader {
+    let dir = Path::new(OCR_DIR).join(CELLS_DIR);
+    CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json")).expect("the cell model loads")
+}
+
+/// The embedded main model with the cell reader attached.
+fn ocr() -> &'static Ocr {
+    static OCR: OnceLock<Ocr> = OnceLock::new();
+    OCR.get_or_init(|| {
+        Ocr::embedded()
+            .expect("the embedded model loads")
+            .with_cells(Some(load_cells()))
+            .expect("the charsets fit")
+    })
+}
+
+fn cells() -> &'static CellReader {
+    ocr().cells().expect("attached")
+}
+
+fn rgb(rel: &str) -> image::RgbImage {
+    let bytes = std::fs::read(Path::new(OCR_DIR).join(rel)).expect(rel);
+    decode_rgb(&bytes, &ImageLimits::default()).expect(rel)
+}
+
+fn labels(style: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(OCR_DIR).join("validation").join(style).join("labels.tsv"))
+        .expect("labels.tsv");
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(f, t)| (format!("validation/{style}/{f}"), t.to_string()))
+        .collect()
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().enumerate().map(|(i, &v)| u64::from(v) * (i as u64 % 251 + 1)).sum()
+}
+
+#[test]
+fn the_cut_matches_the_trainers_golden_numbers() {
+    let text = std::fs::read_to_string(Path::new(OCR_DIR).join(CELLS_DIR).join("cells_golden.json"))
+        .expect("cells_golden.json");
+    let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
+    let spec = cells().spec();
+    assert_eq!(golden["cell_size"].as_u64(), Some(u64::from(spec.cell_size)));
+    let images = golden["images"].as_array().expect("images");
+    let (mut strips, mut others) = (0, 0);
+    for image in images {
+        let file = image["file"].as_str().expect("file");
+        let rgb = rgb(file);
+        let strip = split(&rgb, spec);
+        let Some(want) = image["cells"].as_array() else {
+            assert_eq!(strip, None, "{file} is not a strip");
+            others += 1;
+            continue;
+        };
+        let columns = want
+            .iter()
+            .map(|c| (c["x0"].as_u64().expect("x0") as usize, c["x1"].as_u64().expect("x1") as usize))
+            .collect();
+        let want_strip = Strip {
+            top: image["top"].as_u64().expect("top") as usize,
+            bottom: image["bottom"].as_u64().expect("bottom") as usize,
+            columns,
+        };
+        assert_eq!(strip.as_ref(), Some(&want_strip), "{file}: the cut");
+        for (i, c) in want.iter().enumerate() {
+            let u8s = cell_u8(&rgb, &want_strip, i, spec.cell_size);
+            let sum: u64 = u8s.iter().map(|&v| u64::from(v)).sum();
+            assert_eq!(Some(sum), c["sum"].as_u64(), "{file}: cell {i} sum");
+            assert_eq!(Some(checksum(&u8s)), c["checksum"].as_u64(), "{file}: cell {i} checksum");
+            let mut f = u8s;
+            features(&mut f);
+            assert_eq!(Some(checksum(&f)), c["features_checksum"].as_u64(), "{file}: cell {i} features");
+        }
+        strips += 1;
+    }
+    assert!(strips >= 4 && others >= 1, "the golden file covers strips and non-strips");
+}
+
+/// Reads the first `n` images of `style`: (read by the cell reader, exact).
+fn read_style(style: &str, n: usize, constraints: Constraints) -> (usize, usize, usize) {
+    let (mut by_cells, mut exact, mut total) = (0, 0, 0);
+    for (file, label) in labels(style).into_iter().take(n) {
+        let rgb = rgb(&file);
+        by_cells += usize::from(ocr().infer_cells(&rgb, &constraints).expect(&file).is_some());
+        let bytes = std::fs::read(Path::new(OCR_DIR).join(&file)).expect(&file);
+        let answer = ocr().recognize(&bytes, &constraints).map(|a| a.raw).unwrap_or_default();
+        exact += usize::from(answer == label);
+        total += 1;
+    }
+    (by_cells, exact, total)
+}
+
+/// Exact reads of the first 100 multicolor images: the committed cell model
+/// read 8, the main model alone 1.
+const MULTICOLOR_FLOOR: usize = 5;
+
+fn natural() -> Constraints {
+    Constraints { case_sensitive: true, ..Constraints::default() }
+}
+
+#[test]
+fn multicolor_strips_go_to_the_cell_reader_and_other_styles_do_not() {
+    let (by_cells, exact, n) = read_style("multicolor", 100, natural());
+    eprintln!("multicolor: {by_cells}/{n} read as cells, {exact} exact");
+    assert!(by_cells >= 95, "only {by_cells} of {n} multicolor strips went to the cell reader");
+    assert!(exact >= MULTICOLOR_FLOOR, "{exact} of {n} multicolor read exactly, floor {MULTICOLOR_FLOOR}");
+    for style in ["captcha-default", "captcha-fonts", "pillow", "phrase"] {
+        let (by_cells, _, n) = read_style(style, 100, natural());
+        eprintln!("{style}: {by_cells}/{n} read as cells");
+        assert!(by_cells <= 2, "{by_cells} of {n} {style} images went to the cell reader");
+    }
+}
+
+#[test]
+fn constraints_act_on_the_cells() {
+    // A strip whose label mixes letters and digits, read with numeric=1:
+    // every cell's answer becomes a digit, the count stays the cell count.
+    let (file, label) = labels("multicolor")
+        .into_iter()
+        .find(|(_, l)| l.chars().any(|c| c.is_ascii_digit()) && l.chars().any(|c| c.is_ascii_alphabetic()))
+        .expect("a mixed label");
+    let bytes = std::fs::read(Path::new(OCR_DIR).join(&file)).expect(&file);
+    let digits = Constraints { numeric: 1, ..natural() };
+    let answer = ocr().recognize(&bytes, &digits).expect("digits");
+    assert!(answer.text.chars().all(|c| c.is_ascii_digit()), "{file}: {:?}", answer.text);
+    assert_eq!(answer.text.chars().count(), label.chars().count(), "{file}: one digit per cell");
+
+    // Case folding applies as on the main model.
+    let folded = ocr().recognize(&bytes, &Constraints::default()).expect("folded");
+    assert_eq!(folded.text, folded.text.to_lowercase());
+
+    // A length the cells cannot give falls through to the main model, which
+    // honours it.
+    let rgb = rgb(&file);
+    let strip = split(&rgb, cells().spec()).expect("a strip");
+    let longer = u8::try_from(strip.columns.len() + 1).expect("small");
+    let bounded = Constraints { min_len: longer, ..natural() };
+    let answer = ocr().recognize(&bytes, &bounded).expect("the main model answers");
+    assert!(answer.text.chars().count() >= usize::from(longer), "{file}: {:?}", answer.text);
+
+    // phrase=1 never goes to the cells (no cell holds a space).
+    let phrase = Constraints { phrase: true, ..natural() };
+    assert!(ocr().infer_cells(&rgb, &phrase).expect("runs").is_none());
+}
+
+#[test]
+fn a_cell_model_with_characters_the_main_model_lacks_is_refused() {
+    let dir = Path::new(OCR_DIR).join(CELLS_DIR);
+    let onnx = std::fs::read(dir.join("cells.onnx")).expect("cells.onnx");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("json");
+    let charset = spec["charset"].as_str().expect("charset").replacen('A', "\u{e9}", 1);
+    spec["charset"] = charset.into();
+    let reader = CellReader::from_bytes(&onnx, spec.to_string().as_bytes()).expect("loads on its own");
+    let main = Path::new(OCR_DIR).join("model");
+    let err = Ocr::from_files(main.join("captcha.onnx"), main.join("model.json"))
+        .expect("main model")
+        .with_cells(Some(reader))
+        .expect_err("refused");
+    assert!(err.to_string().contains("main charset"), "{err}");
+}
