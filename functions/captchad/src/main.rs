@@ -43,6 +43,14 @@ struct ServeArgs {
     /// OCR worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     ocr_workers: usize,
+    /// Read images with this model directory (captcha.onnx + model.json)
+    /// instead of the embedded one, e.g. shared/ocr/model-bilstm.
+    #[arg(long, env = "CAPTCHAD_OCR_MODEL", value_name = "DIR")]
+    ocr_model: Option<PathBuf>,
+    /// Attach the glyph-cell reader for multicolor strips from this directory
+    /// (cells.onnx + model.json), e.g. shared/ocr/model-cells-v1.
+    #[arg(long, env = "CAPTCHAD_OCR_CELLS", value_name = "DIR")]
+    ocr_cells: Option<PathBuf>,
     /// Balance of the account created on first start.
     #[arg(long, default_value = "10.00")]
     first_balance: String,
@@ -165,6 +173,8 @@ async fn main() -> Result<()> {
                 data_dir: cli.data_dir,
                 tls: a.tls_cert.zip(a.tls_key),
                 ocr_workers: a.ocr_workers,
+                ocr_model: a.ocr_model,
+                ocr_cells: a.ocr_cells,
                 first_account_micros: money(&a.first_balance)?,
                 config,
                 net_policy: captcha_api::NetPolicy::allowing(a.allow_private_network),

@@ -31,6 +31,10 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// OCR worker threads; 0 = one per core.
     pub ocr_workers: usize,
+    /// A main OCR model directory instead of the embedded model.
+    pub ocr_model: Option<PathBuf>,
+    /// A glyph-cell model directory to attach (multicolor strips).
+    pub ocr_cells: Option<PathBuf>,
     /// Balance of the account created on first start, in micro-units.
     pub first_account_micros: u64,
     pub config: Config,
@@ -95,7 +99,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         ))?;
     }
 
-    let solver: Arc<dyn ImageSolver> = Arc::new(OcrSolver::load().context("loading the OCR model")?);
+    let solver: Arc<dyn ImageSolver> = Arc::new(
+        OcrSolver::load_with(opts.ocr_model.as_deref(), opts.ocr_cells.as_deref()).context("loading the OCR model")?,
+    );
 
     let wake = Arc::new(Wake::default());
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -173,3 +173,47 @@ fn with_closed_stdout(args: &[&str], dir: &std::path::Path) -> std::process::Chi
     drop(child.stdout.take());
     child
 }
+
+/// `--ocr-cells` attaches the glyph-cell reader: the server answers
+/// multicolor strips as the engine with cells does (and not as the embedded
+/// model alone), and a wrong directory stops the start with a clear error.
+#[tokio::test]
+async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
+    use captcha_core::{ImageOptions, ImageSolver};
+    use captcha_ocr::port::OcrSolver;
+
+    let cells_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ocr/model-cells-v1");
+    let with_cells = OcrSolver::load_with(None, Some(&cells_dir)).expect("cells load");
+    let plain = OcrSolver::load().expect("model loads");
+    let opts = ImageOptions { case_sensitive: true, ..ImageOptions::default() };
+    let samples = samples("multicolor", 12);
+    // What the server should answer: the engine's reading, or unsolvable.
+    let answer = |solver: &OcrSolver, img: &[u8]| match solver.solve(img, &opts) {
+        Ok(text) => format!("OK|{text}"),
+        Err(_) => "ERROR_CAPTCHA_UNSOLVABLE".to_string(),
+    };
+    let expect: Vec<String> = samples.iter().map(|(img, _)| answer(&with_cells, img)).collect();
+    let differ = samples.iter().zip(&expect).filter(|((img, _), want)| answer(&plain, img) != **want).count();
+    assert!(differ >= 6, "the cell reader changes only {differ} of 12 answers");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = create_account(dir.path(), "1");
+    let cells_arg = cells_dir.to_string_lossy().to_string();
+    let server = Server::start(dir.path(), &["--ocr-cells", &cells_arg]);
+    let http = client();
+    for ((img, label), want) in samples.iter().zip(&expect) {
+        let text = submit(&http, &server.base, &key, img, &[("regsense", "1")]).await.expect("submit");
+        let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{text}")).to_string();
+        let got = wait_final(&http, &server.base, &key, &id, Duration::from_secs(30)).await;
+        assert_eq!(&got, want, "label {label}");
+    }
+
+    let bad = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--ocr-cells", "/nonexistent-cells", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("loading the OCR model") && err.contains("nonexistent-cells"), "{err}");
+}

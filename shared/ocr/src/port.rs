@@ -1,19 +1,42 @@
 //! The OCR model behind the core's `ImageSolver` port (feature `core-port`),
 //! shared by the embedded server (`captchad`) and the `captcha-solve-ocr` Lambda.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use captcha_core::{ImageOptions, ImageSolver, SolveError};
 
-use crate::{Constraints, Ocr, OcrError};
+use crate::{CellReader, Constraints, Ocr, OcrError};
 
 /// Reads images with the model loaded once per process.
 pub struct OcrSolver {
-    ocr: &'static Ocr,
+    ocr: Arc<Ocr>,
 }
 
 impl OcrSolver {
-    /// Loads (once) the model compiled into the binary.
+    /// Loads the model compiled into the binary.
     pub fn load() -> Result<OcrSolver, OcrError> {
-        Ok(OcrSolver { ocr: Ocr::global()? })
+        OcrSolver::load_with(None, None)
+    }
+
+    /// Loads the main model from `model` (a directory with `captcha.onnx` and
+    /// `model.json`, e.g. `shared/ocr/model-bilstm`) instead of the embedded
+    /// one, and attaches the glyph-cell reader from `cells` (with
+    /// `cells.onnx` and `model.json`, e.g. `shared/ocr/model-cells-v1`).
+    pub fn load_with(model: Option<&Path>, cells: Option<&Path>) -> Result<OcrSolver, OcrError> {
+        let ocr = match model {
+            Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
+            None => Ocr::embedded()?,
+        };
+        let cells = cells
+            .map(|dir| CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json")))
+            .transpose()?;
+        Ok(OcrSolver { ocr: Arc::new(ocr.with_cells(cells)?) })
+    }
+
+    /// The engine behind the solver.
+    pub fn ocr(&self) -> &Ocr {
+        &self.ocr
     }
 }
 
