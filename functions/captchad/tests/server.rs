@@ -176,7 +176,8 @@ fn with_closed_stdout(args: &[&str], dir: &std::path::Path) -> std::process::Chi
 
 /// `--ocr-cells` attaches the glyph-cell reader: the server answers
 /// multicolor strips as the engine with cells does (and not as the embedded
-/// model alone), and a wrong directory stops the start with a clear error.
+/// model alone), and a wrong `--ocr-cells` or `--ocr-model` directory stops
+/// the start with a clear error.
 #[tokio::test]
 async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
     use captcha_core::{ImageOptions, ImageSolver};
@@ -216,4 +217,12 @@ async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("loading the OCR model") && err.contains("nonexistent-cells"), "{err}");
+    let bad = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--ocr-model", "/nonexistent-model", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("loading the OCR model") && err.contains("nonexistent-model"), "{err}");
 }

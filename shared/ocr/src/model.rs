@@ -209,7 +209,7 @@ impl Ocr {
 
     /// The cell reader's output for an image, as a CTC matrix; `None` when
     /// no cell model is loaded, the answer is a phrase (no cell holds a
-    /// space), the image is not a strip, or a cell is not a glyph.
+    /// space), the image is not a strip, or half its cells are not glyphs.
     pub fn infer_cells(&self, rgb: &RgbImage, constraints: &Constraints) -> Result<Option<LogProbs>, OcrError> {
         match &self.cells {
             Some(cells) if !constraints.phrase => cells.read(rgb, &self.charset),

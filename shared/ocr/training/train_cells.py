@@ -123,6 +123,8 @@ def main():
     ap.add_argument("--version", default="cells-conv-32-v1")
     ap.add_argument("--size", type=int, default=cells.CELL, help="S (data/cells<S>/)")
     ap.add_argument("--width", default="16,32,64,64,96", help="channels of the five conv layers")
+    ap.add_argument("--init", help="start from this state dict (same --size and --width)")
+    ap.add_argument("--warmup", type=int, default=300)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
@@ -130,6 +132,10 @@ def main():
     cx, cy, ccounts, _ = load("check", a.size)
     print(f"train cells {len(x)}, check cells {len(cx)} ({len(ccounts)} strips)", flush=True)
     model = CellNet(a.size, tuple(int(c) for c in a.width.split(",")))
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
+        print(f"from {a.init}: " + " ".join(f"{k}={v:.4f}" for k, v in evaluate(model, cx, cy, ccounts).items()),
+              flush=True)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     budget = a.minutes * 60
@@ -140,7 +146,7 @@ def main():
         frac = (time.time() - t0) / budget
         if frac >= 1:
             break
-        lr = a.lr * min(1.0, (step + 1) / 300) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        lr = a.lr * min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         if pos + a.bs > len(order):

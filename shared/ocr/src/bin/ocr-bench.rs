@@ -295,13 +295,11 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         if let Some(model) = model {
             model_ns.record(model.as_nanos() as u64)?;
             let style = &mut styles.last_mut().context("a style")?.1;
-            match &mut style.model_ns {
-                Some(h) => h.record(model.as_nanos() as u64)?,
-                None => style.model_ns = Some(Histogram::new_with_max(u64::MAX >> 2, 3).map(|mut h| {
-                    let _ = h.record(model.as_nanos() as u64);
-                    h
-                })?),
-            }
+            let per_style = match &mut style.model_ns {
+                Some(h) => h,
+                None => style.model_ns.insert(Histogram::new(3)?),
+            };
+            per_style.record(model.as_nanos() as u64)?;
         }
         if let Some(cpu) = model_cpu {
             model_cpu_ns.record(cpu.max(1))?;
@@ -622,7 +620,7 @@ fn print_markdown(r: &Value) {
     println!(
         "\nbound, any reader: exact accuracy no reader can beat, because some look-alikes (c/C, 0/O, ...) render the same \
          (`ambiguity.tsv`, from `training/ambiguity.py`); look-alikes forgiven: ours, counting a read as right when it renders the same as the label; \
-         read as cells: answered by the cell reader (`model-cells/`) instead of the main model."
+         read as cells: answered by the cell reader (`--cells`) instead of the main model."
     );
     if let Some(answer) = ours["styles"]["calc"].get("answer") {
         println!(
