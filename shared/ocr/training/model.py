@@ -138,3 +138,40 @@ def fold_bn(model: nn.Module) -> nn.Module:
         else:
             fold_bn(mod)
     return model
+
+
+def export_checked(model: nn.Module, example: torch.Tensor, out_dir: str, onnx_name: str, cfg: dict):
+    """Folds BatchNorm into a copy's convs (the caller passes that copy), exports
+    it to `out_dir/onnx_name` (opset 13, legacy exporter, input "input", output
+    "logprobs"), checks onnxruntime agrees with torch on `example` within 1e-3,
+    then writes `cfg` as `out_dir/model.json`. Nothing is replaced unless the
+    check passes."""
+    import json
+    import os
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    os.makedirs(out_dir, exist_ok=True)
+    model.eval()
+    fold_bn(model)
+    model.eval()
+    path = os.path.join(out_dir, onnx_name)
+    tmp = path + ".tmp"
+    torch.onnx.export(model, example, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
+                      dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(tmp))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model(example).numpy()
+    got = sess.run(None, {"input": example.numpy()})[0]
+    diff = float(np.abs(ref - got).max())
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    assert diff < 1e-3, diff
+    os.replace(tmp, path)
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
+    print(f"exported {path} ({os.path.getsize(path) / 1e6:.2f} MB), max |torch-ort| = {diff:.2e}", flush=True)

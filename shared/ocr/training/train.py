@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from gen_data import generate, shard_dir  # noqa: E402
-from model import CtcConvNet, fold_bn  # noqa: E402
+from model import CtcConvNet, export_checked  # noqa: E402
 from preprocess import CHARSET, INPUT_H, INPUT_W, MEAN, STD, preprocess_u8  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
@@ -143,37 +143,12 @@ def report(what: str, res: dict) -> float:
 
 
 def export(model, h, w, out_dir, version):
-    import onnx
-    import onnxruntime as ort
-    os.makedirs(out_dir, exist_ok=True)
     m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden)
     m.load_state_dict(model.state_dict())
-    m.eval()
-    fold_bn(m)
-    m.eval()
     x = torch.randn(1, 1, h, w)
-    path = os.path.join(out_dir, "captcha.onnx")
-    tmp = path + ".tmp"
-    torch.onnx.export(m, x, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
-                      dynamo=False, do_constant_folding=True)
-    om = onnx.load(tmp)
-    onnx.checker.check_model(om)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = m(x).numpy()
-    got = sess.run(None, {"input": x.numpy()})[0]
-    diff = float(np.abs(ref - got).max())
-    assert got.shape == (1, w // 4, 1 + len(CHARSET)), got.shape
-    assert diff < 1e-3, diff
-    os.replace(tmp, path)
     cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": MEAN, "std": STD,
            "version": version}
-    with open(os.path.join(out_dir, "model.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
-        f.write("\n")
-    print(f"exported {path} ({os.path.getsize(path) / 1e6:.2f} MB), max |torch-ort| = {diff:.2e}", flush=True)
+    export_checked(m, x, out_dir, "captcha.onnx", cfg)
 
 
 def main():

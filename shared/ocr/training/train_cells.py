@@ -11,7 +11,6 @@ data/cells<S>/check.npz (seed 7777).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
@@ -22,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cells
-from model import cbr, fold_bn
+from model import cbr, export_checked
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUM_CLASSES = len(cells.CELL_CHARSET) + 1
@@ -76,39 +75,14 @@ def evaluate(model, x, y, counts, bs=1024):
 
 
 def export(model, out_dir, version):
-    import onnx
-    import onnxruntime as ort
-    os.makedirs(out_dir, exist_ok=True)
     m = CellNet(model.size, model.width)
     m.load_state_dict(model.state_dict())
-    m.eval()
-    fold_bn(m)
-    m.eval()
     s = model.size
-    x = torch.randn(1, 3, s, s)
-    path = os.path.join(out_dir, "cells.onnx")
-    tmp = path + ".tmp"
-    torch.onnx.export(m, x, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
-                      dynamo=False, do_constant_folding=True)
-    onnx.checker.check_model(onnx.load(tmp))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = m(x).numpy()
-    got = sess.run(None, {"input": x.numpy()})[0]
-    diff = float(np.abs(ref - got).max())
-    assert got.shape == (1, NUM_CLASSES), got.shape
-    assert diff < 1e-3, diff
-    os.replace(tmp, path)
     cfg = {"cell_size": s, "features": "abs-median", "charset": cells.CELL_CHARSET, "not_a_glyph": cells.NOT_A_GLYPH,
            "min_cells": cells.MIN_CELLS, "max_cells": cells.MAX_CELLS, "dark": cells.DARK,
            "dark_share": cells.DARK_SHARE, "square_tolerance": cells.SQUARE_TOLERANCE,
            "mean": 0.5, "std": 0.5, "version": version}
-    with open(os.path.join(out_dir, "model.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
-        f.write("\n")
-    print(f"exported {path} ({os.path.getsize(path) / 1e6:.2f} MB), max |torch-ort| = {diff:.2e}", flush=True)
+    export_checked(m, torch.randn(1, 3, s, s), out_dir, "cells.onnx", cfg)
 
 
 def main():
