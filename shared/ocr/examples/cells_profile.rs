@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reader = CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?;
     let main: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ocr_dir.join("model/model.json"))?)?;
-    let charset = Charset::new(main["charset"].as_str().unwrap_or_default())?;
+    let map = reader.map_onto(&Charset::new(main["charset"].as_str().unwrap_or_default())?)?;
     let val = ocr_dir.join("validation/multicolor");
     let mut images = Vec::new();
     for line in std::fs::read_to_string(val.join("labels.tsv"))?.lines() {
@@ -33,13 +33,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.columns.len())
         .sum();
     for rgb in images.iter().take(20) {
-        reader.read(rgb, &charset)?;
+        reader.read(rgb, &map)?;
     }
     let mut times: Vec<Duration> = Vec::with_capacity(images.len());
     for _ in 0..3 {
         for rgb in &images {
             let t = Instant::now();
-            reader.read(rgb, &charset)?;
+            reader.read(rgb, &map)?;
             times.push(t.elapsed());
         }
     }

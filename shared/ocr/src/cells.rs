@@ -27,9 +27,7 @@
 //! separated by certain blanks), so that [`crate::ctc::decode`] applies the
 //! client's constraints to them exactly as to the main model's output.
 
-use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
 
 use image::RgbImage;
 use serde::Deserialize;
@@ -37,6 +35,7 @@ use tract_onnx::prelude::*;
 
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
+use crate::model::{plan_for, read_model_file, Plan};
 use crate::preprocess::resize_bilinear;
 
 /// `model-cells/model.json`: the cell model's input and the splitting rules.
@@ -70,14 +69,21 @@ pub struct Strip {
 
 /// The cell classifier, loaded once into a tract plan for one cell.
 pub struct CellReader {
-    plan: Arc<TypedSimplePlan>,
+    plan: Plan,
     spec: CellSpec,
+}
+
+/// The cell model's glyph classes as classes of a main model's charset,
+/// computed once when the reader is attached ([`CellReader::map_onto`]).
+#[derive(Debug, Clone)]
+pub struct CellMap {
+    to_main: Vec<usize>,
+    classes: usize,
 }
 
 impl CellReader {
     pub fn from_files(onnx: impl AsRef<Path>, json: impl AsRef<Path>) -> Result<CellReader, OcrError> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| OcrError::Model(format!("{}: {e}", p.display())));
-        CellReader::from_bytes(&read(onnx.as_ref())?, &read(json.as_ref())?)
+        CellReader::from_bytes(&read_model_file(onnx.as_ref())?, &read_model_file(json.as_ref())?)
     }
 
     /// Loads the model, checks its `model.json` and runs it once.
@@ -103,12 +109,7 @@ impl CellReader {
             return Err(OcrError::Model(format!("cells: implausible model.json {spec:?}")));
         }
         let s = spec.cell_size as usize;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(onnx))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| OcrError::Model(format!("cells: {e:#}")))?;
+        let plan = plan_for(onnx, [1, 3, s, s]).map_err(|e| OcrError::Model(format!("cells: {e:#}")))?;
         let reader = CellReader { plan, spec };
         let probe = reader
             .classify(&vec![0.0; 3 * s * s])
@@ -141,16 +142,31 @@ impl CellReader {
         Ok(data.iter().copied().collect())
     }
 
+    /// Maps the glyph classes onto `charset` (a main model's). Errors if the
+    /// cell model reads a character the charset lacks.
+    pub fn map_onto(&self, charset: &Charset) -> Result<CellMap, OcrError> {
+        let to_main = self
+            .spec
+            .charset
+            .chars()
+            .map(|c| {
+                charset.class_of(c).ok_or_else(|| {
+                    OcrError::Model(format!("the cell model reads {c:?}, which the main charset lacks"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CellMap { to_main, classes: charset.classes() })
+    }
+
     /// Reads an image as a strip of glyph cells: its cells' distributions as
-    /// a CTC matrix over `charset` (the main model's), or `None` when the
+    /// a CTC matrix over the charset `map` was made for, or `None` when the
     /// image is not a strip or at least half its cells are "not a glyph"
     /// (one misjudged cell does not send a strip to the main model, which
     /// cannot read it; a non-strip has nearly every cell judged so). A cell
     /// judged "not a glyph" in a strip still gets its most likely glyph.
-    pub fn read(&self, rgb: &RgbImage, charset: &Charset) -> Result<Option<LogProbs>, OcrError> {
+    pub fn read(&self, rgb: &RgbImage, map: &CellMap) -> Result<Option<LogProbs>, OcrError> {
         let Some(strip) = split(rgb, &self.spec) else { return Ok(None) };
-        let classes = charset.classes();
-        let to_main: Vec<Option<usize>> = self.spec.charset.chars().map(|c| charset.class_of(c)).collect();
+        let classes = map.classes;
         let mut data = Vec::with_capacity((2 * strip.columns.len()) * classes);
         let mut not_glyphs = 0;
         for cell in 0..strip.columns.len() {
@@ -178,10 +194,8 @@ impl CellReader {
                 data.extend(std::iter::repeat_n(f32::NEG_INFINITY, classes - 1));
             }
             let mut row = vec![f32::NEG_INFINITY; classes];
-            for (k, main) in to_main.iter().enumerate() {
-                if let (Some(main), Some(&v)) = (main, lp.get(k)) {
-                    row[*main] = v;
-                }
+            for (&main, &v) in map.to_main.iter().zip(&lp) {
+                row[main] = v;
             }
             data.extend(row);
         }

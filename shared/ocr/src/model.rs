@@ -9,7 +9,7 @@ use image::RgbImage;
 use serde::Deserialize;
 use tract_onnx::prelude::*;
 
-use crate::cells::CellReader;
+use crate::cells::{CellMap, CellReader};
 use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
 use crate::error::OcrError;
 use crate::preprocess::{self, ImageLimits, InputSpec};
@@ -29,7 +29,21 @@ pub struct ModelSpec {
 }
 
 /// The plan tract runs: the optimised graph, fixed at batch 1.
-type Plan = Arc<TypedSimplePlan>;
+pub(crate) type Plan = Arc<TypedSimplePlan>;
+
+/// An ONNX graph as an optimised tract plan for one fixed input shape.
+pub(crate) fn plan_for(onnx: &[u8], input: [usize; 4]) -> TractResult<Plan> {
+    tract_onnx::onnx()
+        .model_for_read(&mut Cursor::new(onnx))?
+        .with_input_fact(0, f32::fact(input).into())?
+        .into_optimized()?
+        .into_runnable()
+}
+
+/// A model file's bytes; a missing file is a model error naming the path.
+pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, OcrError> {
+    std::fs::read(path).map_err(|e| OcrError::Model(format!("{}: {e}", path.display())))
+}
 
 /// An OCR engine: one model, loaded once, shared by every thread.
 ///
@@ -44,8 +58,9 @@ pub struct Ocr {
     limits: ImageLimits,
     /// CTC time steps of the output.
     steps: usize,
-    /// Reads strips of glyph cells, when a cell model is loaded.
-    cells: Option<CellReader>,
+    /// Reads strips of glyph cells, when a cell model is attached, with its
+    /// classes mapped onto this model's charset.
+    cells: Option<(CellReader, CellMap)>,
 }
 
 const _: () = {
@@ -74,20 +89,19 @@ impl Ocr {
     /// The same engine with (or without) a cell reader for strips of glyph
     /// cells. Errors if the cell model reads a character the main charset lacks.
     pub fn with_cells(mut self, cells: Option<CellReader>) -> Result<Ocr, OcrError> {
-        if let Some(reader) = &cells {
-            if let Some(c) = reader.spec().charset.chars().find(|&c| self.charset.class_of(c).is_none()) {
-                return Err(OcrError::Model(format!(
-                    "the cell model reads {c:?}, which the main charset lacks"
-                )));
+        self.cells = match cells {
+            Some(reader) => {
+                let map = reader.map_onto(&self.charset)?;
+                Some((reader, map))
             }
-        }
-        self.cells = cells;
+            None => None,
+        };
         Ok(self)
     }
 
-    /// The cell reader, if one is loaded.
+    /// The cell reader, if one is attached.
     pub fn cells(&self) -> Option<&CellReader> {
-        self.cells.as_ref()
+        self.cells.as_ref().map(|(reader, _)| reader)
     }
 
     /// The embedded model, loaded on first use and then shared for the life
@@ -102,10 +116,7 @@ impl Ocr {
 
     /// Loads a model and its `model.json` from files.
     pub fn from_files(onnx: impl AsRef<Path>, json: impl AsRef<Path>) -> Result<Ocr, OcrError> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|e| OcrError::Model(format!("{}: {e}", p.display())))
-        };
-        Ocr::from_bytes(&read(onnx.as_ref())?, &read(json.as_ref())?)
+        Ocr::from_bytes(&read_model_file(onnx.as_ref())?, &read_model_file(json.as_ref())?)
     }
 
     /// Loads a model from its ONNX bytes and its `model.json` bytes, checks
@@ -136,12 +147,7 @@ impl Ocr {
         }
         let charset = Charset::new(&spec.charset)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(onnx))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 1, h, w]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| OcrError::Model(format!("{e:#}")))?;
+        let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
         let mut ocr = Ocr {
             plan,
             input: InputSpec {
@@ -212,7 +218,7 @@ impl Ocr {
     /// space), the image is not a strip, or half its cells are not glyphs.
     pub fn infer_cells(&self, rgb: &RgbImage, constraints: &Constraints) -> Result<Option<LogProbs>, OcrError> {
         match &self.cells {
-            Some(cells) if !constraints.phrase => cells.read(rgb, &self.charset),
+            Some((cells, map)) if !constraints.phrase => cells.read(rgb, map),
             _ => Ok(None),
         }
     }
@@ -267,7 +273,7 @@ impl std::fmt::Debug for Ocr {
             .field("spec", &self.spec)
             .field("limits", &self.limits)
             .field("steps", &self.steps)
-            .field("cells", &self.cells)
+            .field("cells", &self.cells())
             .finish_non_exhaustive()
     }
 }
