@@ -209,20 +209,14 @@ async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
         assert_eq!(&got, want, "label {label}");
     }
 
-    let bad = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--ocr-cells", "/nonexistent-cells", "--data-dir"])
-        .arg(dir.path().join("other"))
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("loading the OCR model") && err.contains("nonexistent-cells"), "{err}");
-    let bad = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--ocr-model", "/nonexistent-model", "--data-dir"])
-        .arg(dir.path().join("other"))
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("loading the OCR model") && err.contains("nonexistent-model"), "{err}");
+    for (flag, missing) in [("--ocr-cells", "/nonexistent-cells"), ("--ocr-model", "/nonexistent-model")] {
+        let bad = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", flag, missing, "--data-dir"])
+            .arg(dir.path().join("other"))
+            .output()
+            .expect("run");
+        assert!(!bad.status.success(), "{flag} {missing} started");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("loading the OCR model") && err.contains(missing), "{flag}: {err}");
+    }
 }

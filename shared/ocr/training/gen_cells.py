@@ -31,10 +31,7 @@ OTHERS = ["captcha-default", "captcha-fonts", "pillow", "calc", "phrase"]
 CLASS = {c: i for i, c in enumerate(cells.CELL_CHARSET)}
 
 
-SIZE = cells.CELL
-
-
-def strip(seed: int, i: int):
+def strip(seed: int, i: int, size: int):
     """One multicolor strip: (cells uint8 [n,3,S,S], label) or None if the cut fails."""
     rng = random.Random(f"{seed}:cells:{i}")
     text = gen.calc_text(rng) if rng.random() < 0.1 else None
@@ -43,10 +40,10 @@ def strip(seed: int, i: int):
     cs = cells.split(cells.rgb_array(img))
     if cs is None or len(cs) != len(text):
         return None
-    return np.stack([cells.cell_u8(c, SIZE) for c in cs]), text
+    return np.stack([cells.cell_u8(c, size) for c in cs]), text
 
 
-def other(seed: int, i: int):
+def other(seed: int, i: int, size: int):
     """Cells of a non-strip style: uint8 [n,3,S,S]."""
     style = OTHERS[i % len(OTHERS)]
     img, _ = gen.make_sample(style, seed, 10_000_000 + i)
@@ -57,16 +54,15 @@ def other(seed: int, i: int):
         cs = cells.split(rgb, n=min(cells.MAX_CELLS, max(cells.MIN_CELLS, round(w / max(1, h)))))
     if cs is None:
         return None
-    return np.stack([cells.cell_u8(c, SIZE) for c in cs])
+    return np.stack([cells.cell_u8(c, size) for c in cs])
 
 
 def job(args):
-    global SIZE
-    kind, seed, lo, hi, SIZE = args
+    kind, seed, lo, hi, size = args
     xs, ys, labels, skipped = [], [], [], 0
     for i in range(lo, hi):
         if kind == "strip":
-            r = strip(seed, i)
+            r = strip(seed, i, size)
             if r is None:
                 skipped += 1
                 continue
@@ -75,7 +71,7 @@ def job(args):
             ys.extend(CLASS[c] for c in text)
             labels.append(text)
         else:
-            x = other(seed, i)
+            x = other(seed, i, size)
             if x is None:
                 skipped += 1
                 continue
