@@ -18,7 +18,7 @@ def cbr(cin, cout, k=3, s=1, p=1):
 
 class CtcConvNet(nn.Module):
     def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
-                 seq2: int = 0, tsplit: int = 1, gctx: int = 0, rnn: int = 0):
+                 seq2: int = 0, tsplit: int = 1, gctx: int = 0, rnn: int = 0, drop: tuple = ()):
         super().__init__()
         c1, c2, c3, c4, c5 = width
         assert h % 16 == 0 and w % 4 == 0
@@ -34,6 +34,12 @@ class CtcConvNet(nn.Module):
             nn.MaxPool2d((2, 1), (2, 1)),        # H/16
             cbr(c4, c5),
         )
+        # drop: indices of same-width convs (4: c3->c3, 7: c4->c4) replaced by the identity, to buy
+        # time for other layers; the indices of the rest stay, so checkpoints with them still load.
+        self.dropped = tuple(sorted(drop))
+        for i in self.dropped:
+            assert i in (4, 7), f"only features.4 and features.7 keep their width: {i}"
+            self.features[i] = nn.Identity()
         hh = h // 16
         # collapse the remaining height with a full-height conv
         self.collapse = nn.Sequential(nn.Conv2d(c5, ctx, (hh, 1), 1, 0, bias=False), nn.BatchNorm2d(ctx), nn.ReLU(inplace=True))

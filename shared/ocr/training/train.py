@@ -143,7 +143,8 @@ def report(what: str, res: dict) -> float:
 
 
 def export(model, h, w, out_dir, version):
-    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden)
+    m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden,
+                    model.dropped)
     m.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, h, w)
     cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": MEAN, "std": STD,
@@ -179,6 +180,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--tsplit", type=int, default=1,
                     help="run the later stages at W/(4*tsplit) columns, each emitting tsplit CTC steps")
+    ap.add_argument("--drop", default="",
+                    help="features convs to replace by the identity, e.g. 7 (c4->c4) or 4,7 (see model.py)")
     ap.add_argument("--run-dir", default=RUNS, help="checkpoints (best.pt, last.pt, state.pt, summary.json)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from run-dir/state.pt (model, optimiser, step, elapsed time of the same budget)")
@@ -196,7 +199,8 @@ def main():
     runs = a.run_dir
     os.makedirs(runs, exist_ok=True)
     width = tuple(int(v) for v in a.width.split(","))
-    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn)
+    drop = tuple(int(v) for v in a.drop.split(",") if v)
+    model = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn, drop)
     model.width, model.ctx = width, a.ctx
     if a.init:
         sd = torch.load(a.init, map_location="cpu")
@@ -205,6 +209,7 @@ def main():
             # a tsplit-1 classifier starting a tsplit-k model: each of the k sub-steps starts as it
             if k in sd and sd[k].shape != own[k].shape and own[k].shape[0] == sd[k].shape[0] * a.tsplit:
                 sd[k] = sd[k].repeat(a.tsplit, *([1] * (sd[k].dim() - 1)))
+        sd = {k: v for k, v in sd.items() if not any(k.startswith(f"features.{i}.") for i in drop)}
         missing, unexpected = model.load_state_dict(sd, strict=False)
         assert not unexpected and all(k.startswith(("seq2.", "gctx_mlp.", "rnn.", "rnn_proj.")) for k in missing), (missing, unexpected)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
@@ -294,7 +299,7 @@ def main():
     with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
-                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "freeze_bn": a.freeze_bn, "style_weights": a.style_weights,
+                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "drop": list(drop), "freeze_bn": a.freeze_bn, "style_weights": a.style_weights,
                    "init": a.init}, f, indent=1)
 
 
