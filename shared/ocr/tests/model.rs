@@ -16,19 +16,19 @@ const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const PER_STYLE: usize = 100;
 
 /// Exact (case-sensitive) accuracy floors on the first [`PER_STYLE`] images
-/// of each style, five points under what model `ctc-conv-bilstm-slim-48x160-v7`
-/// measured on them (calc 0.77, captcha-default 0.77, captcha-fonts 0.39,
-/// multicolor 0.00, phrase 0.74, pillow 0.74; whole sets in `BENCHMARKS.md`):
+/// of each style, five points under what model `ctc-conv-bilstm-slim-48x160-v8`
+/// measured on them (calc 0.77, captcha-default 0.76, captcha-fonts 0.49,
+/// multicolor 0.00, phrase 0.77, pillow 0.71; whole sets in `BENCHMARKS.md`):
 /// a drop below one means the preprocessing, the decoding or the model broke.
 /// calc is scored on the expression read (`Answer::raw`). multicolor is not
 /// read at all by this model, so its floor guards nothing yet.
 const FLOORS: &[(&str, f64)] = &[
     ("calc", 0.72),
-    ("captcha-default", 0.72),
-    ("captcha-fonts", 0.34),
+    ("captcha-default", 0.71),
+    ("captcha-fonts", 0.44),
     ("multicolor", 0.0),
-    ("phrase", 0.69),
-    ("pillow", 0.69),
+    ("phrase", 0.72),
+    ("pillow", 0.66),
 ];
 
 fn ocr() -> &'static Ocr {
