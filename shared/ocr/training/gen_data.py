@@ -1,6 +1,7 @@
 """Pre-generate preprocessed training data (uint8 [N,H,W]) as shards under training/data/.
 
   python gen_data.py --per-style 40000 --workers 2
+  python gen_data.py --from-per-style 80000 --per-style 160000 --workers 2   # only the samples after the first 80000-per-style
 
 Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
 so the data set is fully determined by (seed, per-style count). Existing shards
@@ -61,20 +62,26 @@ def make_shard(args):
     return path
 
 
-def jobs(per_style, seed, h, w, styles=None):
+def nshards(per_style, style):
+    return max(1, int(round(per_style * MIX[style] / SHARD)))
+
+
+def jobs(per_style, seed, h, w, styles=None, from_per_style=0):
     out = []
-    nshards = {s: max(1, int(round(per_style * MIX[s] / SHARD))) for s in gen.STYLES if not styles or s in styles}
+    first = {s: nshards(from_per_style, s) if from_per_style else 0 for s in gen.STYLES if not styles or s in styles}
+    last = {s: nshards(per_style, s) for s in first}
     # interleave styles so a partially generated set is balanced
-    for k in range(max(nshards.values())):
-        for s in nshards:
-            if k < nshards[s]:
+    for k in range(max(last.values())):
+        for s in first:
+            if first[s] <= k < last[s]:
                 out.append((s, k, seed, h, w))
     return out
 
 
-def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None):
+def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0):
     os.makedirs(shard_dir(h, w), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w, styles) if not os.path.exists(shard_path(j[0], j[1], h, w))]
+    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style)
+            if not os.path.exists(shard_path(j[0], j[1], h, w))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -90,10 +97,13 @@ def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--per-style", type=int, default=40000)
+    ap.add_argument("--from-per-style", type=int, default=0,
+                    help="skip the shards a --per-style of this size would hold (fresh data for a fine-tune)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--height", type=int, default=INPUT_H)
     ap.add_argument("--width", type=int, default=INPUT_W)
     ap.add_argument("--styles", default="", help="comma-separated subset of styles (default all)")
     a = ap.parse_args()
-    generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None)
+    generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None,
+             a.from_per_style)

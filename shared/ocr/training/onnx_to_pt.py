@@ -1,10 +1,12 @@
 """Recover a training checkpoint from a shipped ONNX model (BatchNorm folded at export).
 
   python onnx_to_pt.py ../model/captcha.onnx runs-v1/best.pt [--width 16,24,48,80,112 --ctx 128]
+  python onnx_to_pt.py ../model/captcha.onnx runs-slim8/best.pt --rnn 64 --drop 7   # the BiLSTM models (v7, v8)
 
 Each folded conv's weight goes back into its conv; its bias into the following
 BatchNorm's shift, with that BatchNorm set to the identity (mean 0, var 1 - eps,
-scale 1). The checkpoint computes exactly the ONNX function in eval mode; fine-tune
+scale 1). A bidirectional LSTM goes back from ONNX's gate order (i, o, f, c) to
+torch's (i, f, g, o), and its output projection from MatMul + Add to the Linear. The checkpoint computes exactly the ONNX function in eval mode; fine-tune
 it with `train.py --init <it> --freeze-bn` so the BatchNorm statistics stay put.
 """
 from __future__ import annotations
@@ -30,11 +32,14 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--width", default="16,24,48,80,112")
     ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--rnn", type=int, default=0, help="BiLSTM hidden size per direction (as train.py --rnn)")
+    ap.add_argument("--drop", default="", help="dropped convs (as train.py --drop)")
     a = ap.parse_args()
     g = onnx.load(a.onnx).graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     convs = [(inits[n.input[1]], inits[n.input[2]] if len(n.input) > 2 else None) for n in g.node if n.op_type == "Conv"]
-    model = CtcConvNet(1 + len(CHARSET), 48, 160, tuple(int(v) for v in a.width.split(",")), a.ctx)
+    drop = tuple(int(v) for v in a.drop.split(",") if v)
+    model = CtcConvNet(1 + len(CHARSET), 48, 160, tuple(int(v) for v in a.width.split(",")), a.ctx, rnn=a.rnn, drop=drop)
     mods = list(model.modules())
     pairs = []  # (conv, following BatchNorm or None), in definition order = graph order
     for i, m in enumerate(mods):
@@ -54,6 +59,8 @@ def main():
                 bn.bias.copy_(bias)
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0 - bn.eps)
+        if a.rnn:
+            load_rnn(model, g, inits)
     model.eval()
     import onnxruntime as ort
     x = torch.randn(4, 1, 48, 160)
@@ -65,6 +72,27 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     torch.save(model.state_dict(), a.out)
     print(f"wrote {a.out}: max |torch - onnx| = {diff:.2e}")
+
+
+def load_rnn(model, g, inits):
+    """The bidirectional LSTM node and the projection after it (MatMul by W^T, then + bias)."""
+    (lstm,) = [n for n in g.node if n.op_type == "LSTM"]
+    w, r, b = (inits[lstm.input[i]] for i in (1, 2, 3))
+    hid = model.rnn_hidden
+    assert w.shape == (2, 4 * hid, model.rnn.input_size), w.shape
+
+    def torch_gates(m):  # ONNX rows i, o, f, c -> torch rows i, f, g(=c), o
+        i, o, f, c = np.split(m, 4, axis=0)
+        return torch.from_numpy(np.concatenate([i, f, c, o], axis=0).copy())
+
+    for d, sfx in ((0, ""), (1, "_reverse")):
+        getattr(model.rnn, f"weight_ih_l0{sfx}").copy_(torch_gates(w[d]))
+        getattr(model.rnn, f"weight_hh_l0{sfx}").copy_(torch_gates(r[d]))
+        getattr(model.rnn, f"bias_ih_l0{sfx}").copy_(torch_gates(b[d][:4 * hid]))
+        getattr(model.rnn, f"bias_hh_l0{sfx}").copy_(torch_gates(b[d][4 * hid:]))
+    (mm,) = [n for n in g.node if n.op_type == "MatMul"]
+    model.rnn_proj.weight.copy_(torch.from_numpy(inits[mm.input[1]].T.copy()))
+    model.rnn_proj.bias.copy_(torch.from_numpy(inits["rnn_proj.bias"]))
 
 
 if __name__ == "__main__":
