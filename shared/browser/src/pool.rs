@@ -805,3 +805,69 @@ impl TaskPage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    fn executable(path: &Path, body: &str) {
+        std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Runs the wrapper with `--flag "two words"` and only `path_dir` on PATH;
+    /// the stand-in for Chromium prints the arguments it received, one per line.
+    fn run_wrapper(dir: &Path, path_dir: &Path) -> Vec<String> {
+        let chromium = dir.join("chromium");
+        executable(&chromium, r#"for a in "$@"; do echo "chromium:$a"; done"#);
+        let wrapper = dir.join("wrapper.sh");
+        write_wrapper(&wrapper, &chromium).expect("wrapper");
+        let out = Command::new("/bin/sh")
+            .arg(&wrapper)
+            .args(["--flag", "two words"])
+            .env_clear()
+            .env("PATH", path_dir)
+            .output()
+            .expect("run wrapper");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("captcha-browser-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn wrapper_starts_chromium_under_setpriv_pdeathsig_when_present() {
+        let dir = temp_dir("setpriv");
+        // A setpriv that records how it was called, then does what setpriv does last: exec the rest.
+        executable(
+            &dir.join("bin/setpriv"),
+            r#"echo "setpriv:$1 $2 $3"; shift 3; exec "$@""#,
+        );
+        let lines = run_wrapper(&dir, &dir.join("bin"));
+        assert_eq!(lines, ["setpriv:--pdeathsig KILL --", "chromium:--flag", "chromium:two words", "chromium:about:blank"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wrapper_execs_chromium_directly_without_setpriv() {
+        let dir = temp_dir("nosetpriv");
+        let lines = run_wrapper(&dir, &dir.join("bin"));
+        assert_eq!(lines, ["chromium:--flag", "chromium:two words", "chromium:about:blank"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wrapper_refuses_a_chromium_path_with_a_quote() {
+        let dir = temp_dir("quote");
+        let err = write_wrapper(&dir.join("wrapper.sh"), Path::new("/opt/it's/chromium")).expect_err("quote");
+        assert!(matches!(err, BrowserError::Config(_)), "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
