@@ -12,9 +12,6 @@
 //! mid-run are undercounted); and the browser's PSS. Every token is checked at
 //! the site's verify endpoint, so a wrong answer cannot pass as a fast one.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,38 +19,7 @@ use captcha_browser::{widgets, BrowserPool, PoolConfig};
 use captcha_netguard::{GuardedClient, NetPolicy};
 use captcha_pow::{solve, SolveOptions, Widget};
 use serde_json::json;
-
-struct Site(Child);
-
-impl Site {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_site() -> (Site, String) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/web");
-    assert!(dir.join("node_modules").is_dir(), "run tests/web/install.sh first");
-    let mut child = Command::new("node")
-        .args(["server.js", "--port", "0"])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node");
-    let out = child.stdout.take().expect("stdout");
-    let site = Site(child);
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("LISTENING");
-    let port = line.trim().strip_prefix("LISTENING ").expect("port").to_string();
-    (site, format!("http://127.0.0.1:{port}"))
-}
+use widget_site::WidgetSite;
 
 /// CPU seconds of `root` and all its descendants except the `skip` subtree
 /// (Linux /proc): utime+stime of each live process plus cutime+cstime, the
@@ -163,7 +129,8 @@ async fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let (site, base) = start_site();
+    let site = WidgetSite::start().unwrap_or_else(|e| panic!("{e}"));
+    let base = site.base().to_string();
     let site_pid = site.pid();
     let policy = NetPolicy::parse_list("127.0.0.0/8").expect("policy");
     let client = GuardedClient::new(policy.clone(), Duration::from_secs(30), "token-bench").expect("client");

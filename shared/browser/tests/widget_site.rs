@@ -4,55 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use captcha_browser::widgets;
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use widget_site::WidgetSite;
 
-struct WebSite {
-    _child: tokio::process::Child,
-    base: String,
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Starts `node tests/web/server.js --port 0` (after `tests/web/install.sh`).
-async fn web_site() -> WebSite {
-    let web = repo_root().join("tests/web");
-    assert!(web.join("server.js").is_file(), "tests/web/server.js missing (merge the widget site)");
-    let st = std::process::Command::new("bash")
-        .arg(web.join("install.sh"))
-        .status()
-        .expect("run tests/web/install.sh (needs node and npm)");
-    assert!(st.success(), "tests/web/install.sh failed");
-    let mut child = tokio::process::Command::new("node")
-        .arg(web.join("server.js"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node tests/web/server.js");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let port = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(p) = line.strip_prefix("LISTENING ") {
-                return p.trim().parse::<u16>().ok();
-            }
-        }
-        None
-    })
-    .await
-    .expect("widget site did not start in time")
-    .expect("widget site printed no port");
-    // Keep draining stdout so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    WebSite { _child: child, base: format!("http://127.0.0.1:{port}") }
+/// Starts the widget site (after `tests/web/install.sh`, which is idempotent).
+fn web_site() -> WidgetSite {
+    WidgetSite::install_and_start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn verify(base: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -70,17 +30,17 @@ async fn verify(base: &str, path: &str, body: serde_json::Value) -> serde_json::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altcha_tokens_verify_once() {
     let _s = serial().await;
-    let site = web_site().await;
+    let site = web_site();
     let pool = pool(config(loopback(), Duration::from_secs(60)));
     let launch = pool.warm_up().await.expect("launch");
     eprintln!("launch {launch:?}");
     for page in ["/altcha", "/altcha-v1"] {
         let t = Instant::now();
-        let payload = widgets::altcha(&pool, &format!("{}{page}", site.base)).await.expect("altcha payload");
+        let payload = widgets::altcha(&pool, &format!("{}{page}", site.base())).await.expect("altcha payload");
         eprintln!("{page}: token in {:?}", t.elapsed());
-        let ok = verify(&site.base, "/altcha/verify", serde_json::json!({ "payload": payload })).await;
+        let ok = verify(site.base(), "/altcha/verify", serde_json::json!({ "payload": payload })).await;
         assert_eq!(ok["ok"], true, "{page}: {ok}");
-        let replay = verify(&site.base, "/altcha/verify", serde_json::json!({ "payload": payload })).await;
+        let replay = verify(site.base(), "/altcha/verify", serde_json::json!({ "payload": payload })).await;
         assert_eq!(replay["ok"], false, "{page}: replay accepted: {replay}");
     }
     pool.shutdown().await;
@@ -89,16 +49,16 @@ async fn altcha_tokens_verify_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cap_tokens_verify_once() {
     let _s = serial().await;
-    let site = web_site().await;
+    let site = web_site();
     let pool = pool(config(loopback(), Duration::from_secs(60)));
     pool.warm_up().await.expect("launch");
     for _ in 0..2 {
         let t = Instant::now();
-        let token = widgets::cap(&pool, &format!("{}/cap", site.base)).await.expect("cap token");
+        let token = widgets::cap(&pool, &format!("{}/cap", site.base())).await.expect("cap token");
         eprintln!("/cap: token in {:?}", t.elapsed());
-        let ok = verify(&site.base, "/cap/verify", serde_json::json!({ "token": token })).await;
+        let ok = verify(site.base(), "/cap/verify", serde_json::json!({ "token": token })).await;
         assert_eq!(ok["ok"], true, "{ok}");
-        let replay = verify(&site.base, "/cap/verify", serde_json::json!({ "token": token })).await;
+        let replay = verify(site.base(), "/cap/verify", serde_json::json!({ "token": token })).await;
         assert_eq!(replay["ok"], false, "replay accepted: {replay}");
     }
     pool.shutdown().await;
@@ -107,9 +67,9 @@ async fn cap_tokens_verify_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_page_has_no_widget() {
     let _s = serial().await;
-    let site = web_site().await;
+    let site = web_site();
     let pool = pool(config(loopback(), Duration::from_secs(30)));
-    let r = widgets::altcha(&pool, &format!("{}/plain", site.base)).await;
+    let r = widgets::altcha(&pool, &format!("{}/plain", site.base())).await;
     assert_eq!(r, Err(captcha_browser::BrowserError::NoWidget));
     pool.shutdown().await;
 }
@@ -117,10 +77,10 @@ async fn plain_page_has_no_widget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_cap_pages_at_once_on_one_browser() {
     let _s = serial().await;
-    let site = web_site().await;
+    let site = web_site();
     let pool = pool(config(loopback(), Duration::from_secs(90)));
     pool.warm_up().await.expect("launch");
-    let url = format!("{}/cap", site.base);
+    let url = format!("{}/cap", site.base());
     let t = Instant::now();
     let tokens = futures_util::future::join_all((0..4).map(|_| widgets::cap(&pool, &url))).await;
     let elapsed = t.elapsed();
@@ -128,7 +88,7 @@ async fn four_cap_pages_at_once_on_one_browser() {
     assert_eq!(pool.browser_pids().await.len(), 1);
     for token in tokens {
         let token = token.expect("cap token");
-        let ok = verify(&site.base, "/cap/verify", serde_json::json!({ "token": token })).await;
+        let ok = verify(site.base(), "/cap/verify", serde_json::json!({ "token": token })).await;
         assert_eq!(ok["ok"], true, "{ok}");
     }
     pool.shutdown().await;

@@ -2,9 +2,6 @@
 //! @cap.js/server under Node, on 127.0.0.1) is solved natively, and the site's
 //! own verify endpoints accept the answer once and refuse a replay.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,42 +9,10 @@ use std::time::Duration;
 use captcha_netguard::{GuardedClient, NetPolicy};
 use captcha_pow::{solve, PowError, Scheme, SolveOptions, Widget};
 use serde_json::{json, Value};
+use widget_site::WidgetSite;
 
-struct Site {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn web_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/web")
-}
-
-fn start_site() -> Site {
-    let dir = web_dir();
-    assert!(
-        dir.join("node_modules/altcha-lib").is_dir() && dir.join("node_modules/@cap.js/server").is_dir(),
-        "tests/web/node_modules is missing: run tests/web/install.sh"
-    );
-    let mut child = Command::new("node")
-        .arg("server.js")
-        .args(["--port", "0"])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node (>= 20) must be installed to run the widget site");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read LISTENING line");
-    let port: u16 = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("bad server line {line:?}"));
-    Site { child, base: format!("http://127.0.0.1:{port}") }
+fn start_site() -> WidgetSite {
+    WidgetSite::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn local_client() -> GuardedClient {
@@ -62,7 +27,7 @@ async fn post_json(client: &GuardedClient, url: &str, body: Value) -> Value {
 async fn solve_and_verify(path: &str, kind: Widget, want: Scheme) {
     let site = start_site();
     let client = local_client();
-    let page = format!("{}{path}", site.base);
+    let page = format!("{}{path}", site.base());
     let sol = solve(&client, kind, &page, &SolveOptions::default()).await.unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(sol.scheme, want);
     eprintln!("{path}: {:?} attempts {} compute {:?} total {:?}", sol.scheme, sol.attempts, sol.compute, sol.elapsed);
@@ -76,7 +41,7 @@ async fn solve_and_verify(path: &str, kind: Widget, want: Scheme) {
             ("/cap/verify", json!({ "token": sol.token }))
         }
     };
-    let url = format!("{}{verify}", site.base);
+    let url = format!("{}{verify}", site.base());
     let first = post_json(&client, &url, body.clone()).await;
     assert_eq!(first["ok"], true, "{path}: first submission refused: {first}");
     let replay = post_json(&client, &url, body).await;
@@ -113,10 +78,10 @@ async fn altcha_form_field_is_accepted_by_the_site() {
     // The widget submits its payload as the form field `altcha`.
     let site = start_site();
     let client = local_client();
-    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v1", site.base), &SolveOptions::default()).await.expect("solve");
+    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v1", site.base()), &SolveOptions::default()).await.expect("solve");
     let form = format!("altcha={}", form_urlencode(&sol.token));
     let resp = client
-        .post(&format!("{}/altcha/verify", site.base))
+        .post(&format!("{}/altcha/verify", site.base()))
         .expect("url")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form)
@@ -141,12 +106,12 @@ async fn plain_page_has_no_widget() {
     let site = start_site();
     let client = local_client();
     for kind in [Widget::Altcha, Widget::Cap, Widget::Auto] {
-        let err = solve(&client, kind, &format!("{}/plain", site.base), &SolveOptions::default()).await.expect_err("no widget");
+        let err = solve(&client, kind, &format!("{}/plain", site.base()), &SolveOptions::default()).await.expect_err("no widget");
         assert!(matches!(err, PowError::NoWidget(_)), "{err}");
         assert!(err.needs_browser());
     }
     // The ALTCHA page has no Cap widget either.
-    let err = solve(&client, Widget::Cap, &format!("{}/altcha", site.base), &SolveOptions::default()).await.expect_err("no cap");
+    let err = solve(&client, Widget::Cap, &format!("{}/altcha", site.base()), &SolveOptions::default()).await.expect_err("no cap");
     assert!(matches!(err, PowError::NoWidget(_)), "{err}");
 }
 
@@ -154,7 +119,7 @@ async fn plain_page_has_no_widget() {
 async fn strict_policy_refuses_loopback() {
     let site = start_site();
     let strict = GuardedClient::new(NetPolicy::strict(), Duration::from_secs(5), "captcha-pow-test").expect("client");
-    let err = solve(&strict, Widget::Altcha, &format!("{}/altcha", site.base), &SolveOptions::default()).await.expect_err("refused");
+    let err = solve(&strict, Widget::Altcha, &format!("{}/altcha", site.base()), &SolveOptions::default()).await.expect_err("refused");
     assert!(matches!(err, PowError::Refused(_)), "{err}");
     assert!(!err.needs_browser());
 }
@@ -163,7 +128,7 @@ async fn strict_policy_refuses_loopback() {
 async fn cancel_and_time_limit_stop_the_proof() {
     let site = start_site();
     let client = local_client();
-    let page = format!("{}/altcha-v2", site.base);
+    let page = format!("{}/altcha-v2", site.base());
     let opts = SolveOptions { cancel: Some(Arc::new(AtomicBool::new(true))), ..SolveOptions::default() };
     let err = solve(&client, Widget::Altcha, &page, &opts).await.expect_err("cancelled");
     assert!(matches!(err, PowError::Cancelled), "{err}");
@@ -171,7 +136,7 @@ async fn cancel_and_time_limit_stop_the_proof() {
     let err = solve(&client, Widget::Altcha, &page, &opts).await.expect_err("timed out");
     assert!(matches!(err, PowError::TimedOut(_)), "{err}");
     let opts = SolveOptions { max_attempts: 10, ..SolveOptions::default() };
-    let err = solve(&client, Widget::Cap, &format!("{}/cap", site.base), &opts).await.expect_err("bounded");
+    let err = solve(&client, Widget::Cap, &format!("{}/cap", site.base()), &opts).await.expect_err("bounded");
     assert!(matches!(err, PowError::Exhausted(_)), "{err}");
 }
 
@@ -182,12 +147,12 @@ async fn a_tampered_payload_is_refused_by_the_site() {
     use base64::Engine as _;
     let site = start_site();
     let client = local_client();
-    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v2", site.base), &SolveOptions::default()).await.expect("solve");
+    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v2", site.base()), &SolveOptions::default()).await.expect("solve");
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v: Value = serde_json::from_slice(&b64.decode(&sol.token).expect("b64")).expect("json");
     let key = v["solution"]["derivedKey"].as_str().expect("key").to_string();
     let flipped = if key.ends_with('0') { "1" } else { "0" };
     v["solution"]["derivedKey"] = json!(format!("{}{flipped}", &key[..key.len() - 1]));
-    let resp = post_json(&client, &format!("{}/altcha/verify", site.base), json!({ "payload": b64.encode(v.to_string()) })).await;
+    let resp = post_json(&client, &format!("{}/altcha/verify", site.base()), json!({ "payload": b64.encode(v.to_string()) })).await;
     assert_eq!(resp["ok"], false, "{resp}");
 }

@@ -24,6 +24,7 @@ use captcha_core::ports::SystemClock;
 use captcha_core::{AccountAdmin, Config, Core, TaskId, TaskState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use widget_site::WidgetSite;
 
 mod bridge;
 
@@ -558,25 +559,13 @@ async fn case_callback(w: &World) -> Result<String> {
 /// under Node) on 127.0.0.1, for the token cases.
 struct Site {
     base: String,
-    _child: tokio::process::Child,
+    _site: WidgetSite,
 }
 
 impl Site {
     async fn start() -> Result<Site> {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
-        ensure!(dir.join("node_modules/altcha-lib").is_dir(), "tests/web/node_modules is missing (tests/web/install.sh)");
-        let mut child = tokio::process::Command::new("node")
-            .args(["server.js", "--port", "0"])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("node must be installed")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdout), &mut line).await?;
-        let port: u16 = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).with_context(|| format!("site said {line:?}"))?;
-        Ok(Site { base: format!("http://127.0.0.1:{port}"), _child: child })
+        let site = tokio::task::spawn_blocking(WidgetSite::start).await?.map_err(anyhow::Error::msg)?;
+        Ok(Site { base: site.base().to_string(), _site: site })
     }
 
     /// Asks the site whether it accepts `token` (each token once).

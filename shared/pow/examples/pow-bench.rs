@@ -1,46 +1,16 @@
 //! pow-bench: N native solves per widget page, p50/p95 latency and tokens/s.
 //!
-//!   pow-bench [--n 20] [--threads 0] [--base http://127.0.0.1:PORT] [--pages /altcha-v1,/cap]
+//!   cargo run --release -p captcha-pow --example pow-bench -- [--n 20] [--threads 0] [--base http://127.0.0.1:PORT] [--pages /altcha-v1,/cap]
 //!
 //! Without `--base` it starts `node tests/web/server.js --port 0` (run
 //! `tests/web/install.sh` first) and stops it at the end. Requests go to
 //! 127.0.0.0/8 only (the policy allows just that range).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use captcha_netguard::{GuardedClient, NetPolicy};
 use captcha_pow::{solve, SolveOptions, Widget};
-
-struct Site(Child);
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_site() -> Result<(Site, String), String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/web");
-    if !dir.join("node_modules").is_dir() {
-        return Err("tests/web/node_modules is missing: run tests/web/install.sh".into());
-    }
-    let mut child = Command::new("node")
-        .args(["server.js", "--port", "0"])
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("node: {e}"))?;
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let site = Site(child);
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).map_err(|e| e.to_string())?;
-    let port = line.trim().strip_prefix("LISTENING ").ok_or_else(|| format!("bad line {line:?}"))?;
-    Ok((site, format!("http://127.0.0.1:{port}")))
-}
+use widget_site::WidgetSite;
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -74,7 +44,8 @@ async fn main() -> Result<(), String> {
     let (_site, base) = match base {
         Some(b) => (None, b),
         None => {
-            let (s, b) = start_site()?;
+            let s = WidgetSite::start()?;
+            let b = s.base().to_string();
             (Some(s), b)
         }
     };
