@@ -144,39 +144,6 @@ pub fn create_account_with_secret(data_dir: &Path, balance: &str) -> (String, St
 
 /// The widget test site (`tests/web`, real altcha-lib and @cap.js/server under
 /// Node) on a free loopback port; killed on drop.
-pub struct Site {
-    child: Child,
-    pub base: String,
-}
-
-impl Site {
-    pub fn start() -> Site {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/web");
-        assert!(
-            dir.join("node_modules/altcha-lib").is_dir() && dir.join("node_modules/@cap.js/server").is_dir(),
-            "tests/web/node_modules is missing: run tests/web/install.sh"
-        );
-        let mut child = Command::new("node")
-            .args(["server.js", "--port", "0"])
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node (>= 20) must be installed to run the widget site");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("LISTENING line");
-        let port: u16 = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad server line {line:?}"));
-        Site { child, base: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+pub fn widget_site() -> widget_site::WidgetSite {
+    widget_site::WidgetSite::start().unwrap_or_else(|e| panic!("{e}"))
 }

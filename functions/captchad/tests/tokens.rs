@@ -26,7 +26,7 @@ async fn call(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altcha_and_cap_tokens_verify_once_at_the_site() {
-    let site = Site::start();
+    let site = widget_site();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
     let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
@@ -38,12 +38,12 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
         ("/cap", "/cap/verify", "token"),
     ] {
         let method = if page.starts_with("/cap") { "cap" } else { "altcha" };
-        let page_url = format!("{}{page}", site.base);
+        let page_url = format!("{}{page}", site.base());
         let text = get_in(&http, &base, &[("key", &key), ("method", method), ("pageurl", &page_url)]).await;
         let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{page}: {text}")).to_string();
         let answer = wait_final(&http, &base, &key, &id, Duration::from_secs(90)).await;
         let token = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("{page}: {answer}")).to_string();
-        let url = format!("{}{verify_path}", site.base);
+        let url = format!("{}{verify_path}", site.base());
         let first = verify(&http, &url, json!({ field: token })).await;
         assert_eq!(first["ok"], true, "{page}: the site accepts the token: {first}");
         let replay = verify(&http, &url, json!({ field: token })).await;
@@ -53,7 +53,7 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
     assert_eq!(balance(&http, &base, &key).await, "0.991");
 
     // A page without a widget: unsolvable (no browser pool here), not charged.
-    let plain = format!("{}/plain", site.base);
+    let plain = format!("{}/plain", site.base());
     let text = get_in(&http, &base, &[("key", &key), ("method", "altcha"), ("pageurl", &plain)]).await;
     let id = text.trim_start_matches("OK|").to_string();
     assert_eq!(wait_final(&http, &base, &key, &id, Duration::from_secs(30)).await, "ERROR_CAPTCHA_UNSOLVABLE");
@@ -107,7 +107,7 @@ async fn receiver() -> (String, Arc<Receiver>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
-    let site = Site::start();
+    let site = widget_site();
     let (cb, rx) = receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, secret) = create_account_with_secret(dir.path(), "1");
@@ -115,7 +115,7 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let (http, base) = (client(), server.base.clone());
 
     let created = call(&http, &base, "/createTask", json!({"clientKey": key, "callbackUrl": cb,
-        "task": {"type": "AltchaTask", "websiteURL": format!("{}/altcha-v1", site.base)}})).await;
+        "task": {"type": "AltchaTask", "websiteURL": format!("{}/altcha-v1", site.base())}})).await;
     let id = created["taskId"].as_u64().unwrap_or_else(|| panic!("{created}"));
     // Poll like the official clients until ready.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -149,7 +149,7 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     assert!(captcha_callbacks::verify(&secret, sig, body.as_bytes(), now + 3600, five_min).is_err(), "old replays refused");
 
     // The token is good at the site.
-    let ok = verify(&http, &format!("{}/altcha/verify", site.base), json!({"payload": token})).await;
+    let ok = verify(&http, &format!("{}/altcha/verify", site.base()), json!({"payload": token})).await;
     assert_eq!(ok["ok"], true, "{ok}");
 }
 
@@ -182,7 +182,7 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
         std::path::Path::new(captcha_browser::DEFAULT_CHROMIUM).exists(),
         "chromium is missing: run shared/browser/install-chromium.sh"
     );
-    let site = Site::start();
+    let site = widget_site();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
     let server = Server::start(
@@ -194,7 +194,7 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
 
     // Kill Chromium as soon as the first browser task has launched it: that
     // attempt fails, the retry relaunches Chromium and succeeds.
-    let cap_page = format!("{}/cap", site.base);
+    let cap_page = format!("{}/cap", site.base());
     let text = get_in(&http, &base, &[("key", &key), ("method", "cap"), ("pageurl", &cap_page), ("engine", "browser")]).await;
     let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{text}")).to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -214,21 +214,21 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
     let token = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("after a killed chromium: {answer}")).to_string();
     let r = call(&http, &base, "/getTaskResult", json!({"clientKey": key, "taskId": id.parse::<u64>().expect("id")})).await;
     assert!(r["solveCount"].as_u64() >= Some(2), "the killed attempt was retried: {r}");
-    let ok = verify(&http, &format!("{}/cap/verify", site.base), json!({"token": token})).await;
+    let ok = verify(&http, &format!("{}/cap/verify", site.base()), json!({"token": token})).await;
     assert_eq!(ok["ok"], true, "{ok}");
-    let replay = verify(&http, &format!("{}/cap/verify", site.base), json!({"token": token})).await;
+    let replay = verify(&http, &format!("{}/cap/verify", site.base()), json!({"token": token})).await;
     assert_eq!(replay["ok"], false);
 
     // ALTCHA through the browser; its payload verifies once.
-    let answer = classic_token(&http, &base, &key, "altcha", &format!("{}/altcha-v1", site.base), "browser").await;
+    let answer = classic_token(&http, &base, &key, "altcha", &format!("{}/altcha-v1", site.base()), "browser").await;
     let payload = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("{answer}")).to_string();
-    let url = format!("{}/altcha/verify", site.base);
+    let url = format!("{}/altcha/verify", site.base());
     assert_eq!(verify(&http, &url, json!({"payload": payload})).await["ok"], true);
     assert_eq!(verify(&http, &url, json!({"payload": payload})).await["ok"], false);
 
     // A page without a widget ends unsolvable, uncharged.
     let before = balance(&http, &base, &key).await;
-    let answer = classic_token(&http, &base, &key, "cap", &format!("{}/plain", site.base), "browser").await;
+    let answer = classic_token(&http, &base, &key, "cap", &format!("{}/plain", site.base()), "browser").await;
     assert_eq!(answer, "ERROR_CAPTCHA_UNSOLVABLE");
     assert_eq!(settled_balance(&http, &base, &key, &before).await, before);
 }
