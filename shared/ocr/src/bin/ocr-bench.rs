@@ -22,7 +22,8 @@
 //!    exact score with those look-alikes forgiven;
 //! 5. the anchor: `training/bench_ddddocr.py` on the same images, run after
 //!    ours so the two never share the CPU. Python is `$CAPTCHA_BENCH_PYTHON`,
-//!    else `/root/venvs/train/bin/python` if present, else `python3`.
+//!    else the venv `training/setup.sh` makes (`$CAPTCHA_TRAIN_VENV`, default
+//!    `~/.cache/captcha-train-venv`) if present, else `python3`.
 //!
 //! Prints a markdown report (or one JSON object with `--json`).
 
@@ -368,11 +369,13 @@ fn python() -> String {
     if let Ok(p) = std::env::var("CAPTCHA_BENCH_PYTHON") {
         return p;
     }
-    let venv = "/root/venvs/train/bin/python";
-    if Path::new(venv).exists() {
-        venv.into()
-    } else {
-        "python3".into()
+    // The same venv as training/setup.sh: $CAPTCHA_TRAIN_VENV, else ~/.cache/captcha-train-venv.
+    let venv = std::env::var_os("CAPTCHA_TRAIN_VENV")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/captcha-train-venv")));
+    match venv.map(|v| v.join("bin/python")) {
+        Some(py) if py.exists() => py.display().to_string(),
+        _ => "python3".into(),
     }
 }
 
