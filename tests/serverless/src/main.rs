@@ -557,20 +557,20 @@ async fn case_callback(w: &World) -> Result<String> {
 
 /// The widget test site (`tests/web`: real altcha-lib and @cap.js/server
 /// under Node) on 127.0.0.1, for the token cases.
-struct Site {
-    base: String,
-    _site: WidgetSite,
-}
+struct Site(WidgetSite);
 
 impl Site {
     async fn start() -> Result<Site> {
-        let site = tokio::task::spawn_blocking(WidgetSite::start).await?.map_err(anyhow::Error::msg)?;
-        Ok(Site { base: site.base().to_string(), _site: site })
+        Ok(Site(tokio::task::spawn_blocking(WidgetSite::start).await?.map_err(anyhow::Error::msg)?))
+    }
+
+    fn base(&self) -> &str {
+        self.0.base()
     }
 
     /// Asks the site whether it accepts `token` (each token once).
     async fn verify(&self, w: &World, path: &str, field: &str, token: &str) -> Result<bool> {
-        let ok: Value = w.lambda.http.post(format!("{}{path}", self.base)).json(&json!({ field: token })).send().await?.json().await?;
+        let ok: Value = w.lambda.http.post(format!("{}{path}", self.base())).json(&json!({ field: token })).send().await?.json().await?;
         Ok(ok["ok"] == true)
     }
 }
@@ -595,7 +595,7 @@ async fn case_native_pow(w: &World, site: &Site) -> Result<String> {
         ("/cap", "/cap/verify", "token", "cap"),
     ] {
         let t0 = Instant::now();
-        let (_, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base))]).await?;
+        let (_, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base()))]).await?;
         let token = r.strip_prefix("OK|").with_context(|| format!("{method}: {r}"))?;
         ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the token");
         ensure!(!site.verify(w, verify_path, field, token).await?, "{method}: the site accepted a replay");
@@ -615,14 +615,14 @@ async fn case_browser_in_lambda(w: &World, site: &Site) -> Result<String> {
         ("/altcha-v1", "/altcha/verify", "payload", "altcha"),
     ] {
         let t0 = Instant::now();
-        let (id, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base)), ("engine", "browser")]).await?;
+        let (id, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base())), ("engine", "browser")]).await?;
         let token = r.strip_prefix("OK|").with_context(|| format!("{method} in Chromium: {r}"))?;
         ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the browser's token");
         let t = w.task(&id).await?;
         notes.push(format!("{method} by Chromium in {:.1} s (attempts {})", t0.elapsed().as_secs_f64(), t.attempts));
     }
     let paid = 100_000 - 2 * 3_000;
-    let (id, r) = token_task(w, &acct.key, &[("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", &format!("{}/plain", site.base))]).await?;
+    let (id, r) = token_task(w, &acct.key, &[("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", &format!("{}/plain", site.base()))]).await?;
     ensure!(r == "ERROR_CAPTCHA_UNSOLVABLE", "turnstile on a page without it: {r}");
     let t = w.task(&id).await?;
     ensure!(t.attempts == 1, "given up at once: {t:?}");
@@ -742,7 +742,7 @@ async fn case_official_clients(w: &World, site: &Site) -> Result<String> {
     let runs: Vec<(&str, std::path::PathBuf, Vec<String>)> = vec![
         ("2captcha-python (PyPI)", python.clone(), vec![script("python_client.py"), addr.clone(), k.clone(), images.clone(), "5".into()]),
         ("@2captcha/captcha-solver (npm)", "node".into(), vec![script("node_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
-        ("anticaptchaofficial (PyPI)", python, vec![script("anticaptcha_client.py"), base.clone(), k.clone(), images.clone(), "5".into(), site.base.clone()]),
+        ("anticaptchaofficial (PyPI)", python, vec![script("anticaptcha_client.py"), base.clone(), k.clone(), images.clone(), "5".into(), site.base().to_string()]),
         ("@antiadmin/anticaptchaofficial (npm)", "node".into(), vec![script("anticaptcha_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
     ];
     let mut notes = Vec::new();

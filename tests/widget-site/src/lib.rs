@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 /// How long the site may take to print its port.
@@ -26,13 +26,22 @@ pub fn web_dir() -> PathBuf {
 }
 
 impl WidgetSite {
-    /// Runs `tests/web/install.sh` (idempotent `npm ci`), then [`WidgetSite::start`].
+    /// Runs `tests/web/install.sh` (idempotent `npm ci`) once per process, so
+    /// tests started in parallel never run two `npm ci` at once, then
+    /// [`WidgetSite::start`].
     pub fn install_and_start() -> Result<WidgetSite, String> {
-        let script = web_dir().join("install.sh");
-        let st = Command::new("bash").arg(&script).status().map_err(|e| format!("run {}: {e}", script.display()))?;
-        if !st.success() {
-            return Err(format!("{} failed ({st}); it needs node and npm", script.display()));
-        }
+        static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let script = web_dir().join("install.sh");
+                let st = Command::new("bash").arg(&script).status().map_err(|e| format!("run {}: {e}", script.display()))?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!("{} failed ({st}); it needs node and npm", script.display()))
+                }
+            })
+            .clone()?;
         Self::start()
     }
 
