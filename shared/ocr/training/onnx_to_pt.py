@@ -6,7 +6,8 @@
 Each folded conv's weight goes back into its conv; its bias into the following
 BatchNorm's shift, with that BatchNorm set to the identity (mean 0, var 1 - eps,
 scale 1). A bidirectional LSTM goes back from ONNX's gate order (i, o, f, c) to
-torch's (i, f, g, o), and its output projection from MatMul + Add to the Linear. The checkpoint computes exactly the ONNX function in eval mode; fine-tune
+torch's (i, f, g, o), and its output projection from MatMul + Add to the Linear.
+The checkpoint computes exactly the ONNX function in eval mode; fine-tune
 it with `train.py --init <it> --freeze-bn` so the BatchNorm statistics stay put.
 """
 from __future__ import annotations
