@@ -190,7 +190,13 @@ pub fn decode(
     }
     let label = match label {
         Some(label) => label,
-        None => prefix_beam_search(&masked, &rules).ok_or(OcrError::NoValidAnswer)?,
+        // The pruned search is exact enough whenever the best valid answer is
+        // not far less likely than the best reading; when a constraint asks
+        // for such an answer (a length the image hardly shows), search again
+        // without pruning rather than give up on a valid answer.
+        None => prefix_beam_search(&masked, &rules, Search::Pruned)
+            .or_else(|| prefix_beam_search(&masked, &rules, Search::Exhaustive))
+            .ok_or(OcrError::NoValidAnswer)?,
     };
 
     let raw: String = label.iter().map(|&k| charset.char_of(k)).collect();
@@ -482,6 +488,17 @@ impl Score {
     }
 }
 
+/// How hard [`prefix_beam_search`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// Per step at most [`MAX_CANDIDATES`] characters within
+    /// [`CANDIDATE_LOG_GAP`], and no prefix [`BEAM_LOG_GAP`] below the best.
+    Pruned,
+    /// Every allowed character at every step, and a beam that keeps
+    /// [`BEAM_WIDTH`] complete and as many incomplete prefixes.
+    Exhaustive,
+}
+
 /// A node of the prefix trie the beam search grows: its last class, its
 /// parent and what the constraints know about it.
 struct Node {
@@ -495,7 +512,8 @@ struct Node {
 ///
 /// Prefixes live in a trie (`nodes`, node 0 the empty prefix), so a beam
 /// entry is a node id and extending one is a lookup, not a copy.
-fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
+fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Vec<u8>> {
+    let pruned = search == Search::Pruned;
     let steps = lp.steps();
     let mut nodes = vec![Node {
         parent: 0,
@@ -521,14 +539,17 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
         candidates.clear();
         candidates.extend((1..lp.classes()).filter(|&k| row[k].is_finite()));
         candidates.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-        if let Some(&top) = candidates.first() {
-            let floor = row[top] - CANDIDATE_LOG_GAP;
-            candidates.retain(|&k| row[k] >= floor);
+        let mut threshold = f32::NEG_INFINITY;
+        if pruned {
+            if let Some(&top) = candidates.first() {
+                let floor = row[top] - CANDIDATE_LOG_GAP;
+                candidates.retain(|&k| row[k] >= floor);
+            }
+            candidates.truncate(MAX_CANDIDATES);
+            let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let best_total = beam.first().map_or(f32::NEG_INFINITY, |b| b.1.total());
+            threshold = best_total + row_max - BEAM_LOG_GAP;
         }
-        candidates.truncate(MAX_CANDIDATES);
-        let row_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let best_total = beam.first().map_or(f32::NEG_INFINITY, |b| b.1.total());
-        let threshold = best_total + row_max - BEAM_LOG_GAP;
 
         let mut add = |next: &mut Vec<Score>, id: u32, blank: f32, last: f32| {
             if next.len() <= id as usize {
@@ -595,7 +616,20 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules) -> Option<Vec<u8>> {
             }
         }
         beam.sort_by(|a, b| b.1.total().total_cmp(&a.1.total()));
-        beam.truncate(BEAM_WIDTH);
+        if pruned {
+            beam.truncate(BEAM_WIDTH);
+        } else {
+            // The best complete prefixes and, apart, the best ones not yet
+            // complete: likelier prefixes that can never become valid (all
+            // letters under numeric=4, too short) must not crowd out the
+            // unlikely ones that will.
+            let (mut complete, mut open) = (0, 0);
+            beam.retain(|(id, _)| {
+                let n = if rules.complete(&nodes[*id as usize].prefix) { &mut complete } else { &mut open };
+                *n += 1;
+                *n <= BEAM_WIDTH
+            });
+        }
     }
     let (best, _) = beam
         .into_iter()
@@ -877,6 +911,34 @@ mod tests {
             run(&steps, too_long),
             Err(OcrError::NoValidAnswer)
         ));
+    }
+
+    #[test]
+    fn min_len_finds_a_character_far_below_the_pruning_gaps() {
+        // Step 2 is a blank for certain; `x` is e^-30 there, every other
+        // character e^-60. The pruned search drops `x`; the answer must not.
+        let classes = charset().classes();
+        let x = charset().class_of('x').expect("x");
+        let mut data = Vec::new();
+        for (t, char_at) in [(0, Some('a')), (1, None), (2, None), (3, None), (4, Some('b'))] {
+            let mut row = vec![-60.0f32; classes];
+            match char_at {
+                Some(c) => row[charset().class_of(c).expect("char")] = 0.0,
+                None => row[0] = 0.0,
+            }
+            if t == 2 {
+                row[x] = -30.0;
+            }
+            data.extend(row);
+        }
+        let lp = LogProbs::new(5, classes, data).expect("matrix");
+        assert_eq!(decode(&lp, &charset(), &cs()).expect("any").text, "ab");
+        let long = Constraints { min_len: 3, ..cs() };
+        let answer = decode(&lp, &charset(), &long).expect("min 3");
+        assert_eq!(answer.text, "axb");
+        assert!(answer.confidence < 1e-9, "{}", answer.confidence);
+        let too_long = Constraints { min_len: 6, ..cs() };
+        assert!(matches!(decode(&lp, &charset(), &too_long), Err(OcrError::NoValidAnswer)));
     }
 
     #[test]
