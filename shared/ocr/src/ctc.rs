@@ -942,6 +942,35 @@ mod tests {
     }
 
     #[test]
+    fn numeric_4_finds_a_digit_behind_many_likelier_letter_readings() {
+        // Three letter steps, each a, b or c: 27 all-letter readings, all far
+        // likelier than the one digit, `7` at e^-30 on the middle step. Kept
+        // in one beam, the letters would crowd every digit-bearing prefix out.
+        let set = charset();
+        let classes = set.classes();
+        let class = |c: char| set.class_of(c).expect("char");
+        let mut data = Vec::new();
+        for t in 0..7 {
+            let mut row = vec![-60.0f32; classes];
+            if t % 2 == 0 {
+                row[0] = 0.0;
+            } else {
+                row[class('a')] = 0.4f32.ln();
+                row[class('b')] = 0.3f32.ln();
+                row[class('c')] = 0.3f32.ln();
+            }
+            if t == 3 {
+                row[class('7')] = -30.0;
+            }
+            data.extend(row);
+        }
+        let lp = LogProbs::new(7, classes, data).expect("matrix");
+        let both = Constraints { numeric: 4, ..cs() };
+        assert_eq!(decode(&lp, &set, &cs()).expect("any").text, "aaa");
+        assert_eq!(decode(&lp, &set, &both).expect("both kinds").text, "a7a");
+    }
+
+    #[test]
     fn a_repeated_character_needs_a_blank_between() {
         // GIVEN "ll" read as one long l: min_len 2 must find the blank-separated reading
         let steps = vec![
