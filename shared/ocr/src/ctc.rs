@@ -625,7 +625,11 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
             // unlikely ones that will.
             let (mut complete, mut open) = (0, 0);
             beam.retain(|(id, _)| {
-                let n = if rules.complete(&nodes[*id as usize].prefix) { &mut complete } else { &mut open };
+                let n = if rules.complete(&nodes[*id as usize].prefix) {
+                    &mut complete
+                } else {
+                    &mut open
+                };
                 *n += 1;
                 *n <= BEAM_WIDTH
             });
@@ -920,7 +924,13 @@ mod tests {
         let classes = charset().classes();
         let x = charset().class_of('x').expect("x");
         let mut data = Vec::new();
-        for (t, char_at) in [(0, Some('a')), (1, None), (2, None), (3, None), (4, Some('b'))] {
+        for (t, char_at) in [
+            (0, Some('a')),
+            (1, None),
+            (2, None),
+            (3, None),
+            (4, Some('b')),
+        ] {
             let mut row = vec![-60.0f32; classes];
             match char_at {
                 Some(c) => row[charset().class_of(c).expect("char")] = 0.0,
@@ -938,7 +948,10 @@ mod tests {
         assert_eq!(answer.text, "axb");
         assert!(answer.confidence < 1e-9, "{}", answer.confidence);
         let too_long = Constraints { min_len: 6, ..cs() };
-        assert!(matches!(decode(&lp, &charset(), &too_long), Err(OcrError::NoValidAnswer)));
+        assert!(matches!(
+            decode(&lp, &charset(), &too_long),
+            Err(OcrError::NoValidAnswer)
+        ));
     }
 
     #[test]
