@@ -117,6 +117,24 @@ class CtcConvNet(nn.Module):
         return F.log_softmax(x, dim=-1)
 
 
+def identity_init_(block: nn.Sequential) -> None:
+    """Make a same-width conv/BN/ReLU block (features.4 or features.7) the identity on its input,
+    which is post-ReLU and so non-negative: a centre-tap identity kernel, BatchNorm with
+    running mean 0, variance 1 - eps, weight 1 and bias 0, then ReLU(x) = x. A checkpoint trained
+    with that block dropped (`--drop`) then starts with the block back in, computing the same
+    function, and training gives the block its own weights from there."""
+    conv, bn = block[0], block[1]
+    assert conv.in_channels == conv.out_channels and conv.kernel_size == (3, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for c in range(conv.out_channels):
+            conv.weight[c, c, 1, 1] = 1.0
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0 - bn.eps)
+        bn.weight.fill_(1.0)
+        bn.bias.zero_()
+
+
 def fold_bn(model: nn.Module) -> nn.Module:
     """Fold every Conv2d+BatchNorm2d pair (inside Sequentials) into the conv (eval mode)."""
     for name, mod in model.named_children():

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from gen_data import generate, shard_dir  # noqa: E402
-from model import CtcConvNet, export_checked  # noqa: E402
+from model import CtcConvNet, export_checked, identity_init_  # noqa: E402
 from preprocess import CHARSET, INPUT_H, INPUT_W, MEAN, STD, preprocess_u8  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
@@ -211,7 +211,16 @@ def main():
                 sd[k] = sd[k].repeat(a.tsplit, *([1] * (sd[k].dim() - 1)))
         sd = {k: v for k, v in sd.items() if not any(k.startswith(f"features.{i}.") for i in drop)}
         missing, unexpected = model.load_state_dict(sd, strict=False)
+        # a same-width conv the init checkpoint had dropped (`--drop 7` before, not now) comes back
+        # as the identity, so the model starts computing the checkpoint's function
+        back = sorted({int(k.split(".")[1]) for k in missing if k.startswith("features.")})
+        for i in back:
+            assert i in (4, 7) and i not in drop, f"features.{i} is missing from {a.init}"
+            identity_init_(model.features[i])
+        missing = [k for k in missing if not k.startswith("features.")]
         assert not unexpected and all(k.startswith(("seq2.", "gctx_mlp.", "rnn.", "rnn_proj.")) for k in missing), (missing, unexpected)
+        if back:
+            print(f"init: features {back} back in as the identity", flush=True)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
