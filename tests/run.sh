@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): every Rust test in the
-# workspace — unit, protocol, store, OCR accuracy floors, and the end-to-end
+# workspace (after a rustfmt check) — unit, protocol, store, OCR accuracy floors, and the end-to-end
 # tests that start the real `captchad` binary (crash/restart included, ALTCHA
 # and Cap pages of the Node widget site in tests/web solved natively, signed
 # callbacks) — then the AWS adapters and the six Lambda functions end to end on
@@ -8,6 +8,13 @@
 # Installs what it needs itself; safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check (rustfmt.toml)"
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all --check
+else
+    echo "rustfmt is not installed with this toolchain: format check skipped"
+fi
 
 echo "== Chromium (Debian package) for the browser pool"
 ./shared/browser/install-chromium.sh

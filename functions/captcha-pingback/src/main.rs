@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use captcha_lambda::{handlers, run_sqs, Error, Init};
 use captcha_callbacks::{Deliverer, PingbackConfig};
+use captcha_lambda::{handlers, run_sqs, Error, Init};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

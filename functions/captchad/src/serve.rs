@@ -10,13 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use captcha_api::{ApiConfig, NetPolicy};
+use captcha_browser::{BrowserPool, BrowserSolver, PoolConfig};
+use captcha_callbacks::{Deliverer, PingbackConfig};
 use captcha_core::{
-    CaptchaService, Config, Core, ErrorCode, ImageSolver, PingbackOp, Pool, Report, SubmitRequest, TaskId,
-    TaskResult, TokenSolver,
+    CaptchaService, Config, Core, ErrorCode, ImageSolver, PingbackOp, Pool, Report, SubmitRequest, TaskId, TaskResult,
+    TokenSolver,
 };
 use captcha_netguard::GuardedClient;
-use captcha_callbacks::{Deliverer, PingbackConfig};
-use captcha_browser::{BrowserPool, BrowserSolver, PoolConfig};
 use captcha_pow::{NativeSolver, SolveOptions};
 use tokio::sync::{watch, Notify};
 
@@ -128,12 +128,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let mut browser_pool = None;
     if let Some(cfg) = opts.browser.clone() {
         let slots = cfg.max_browsers * cfg.pages_per_browser;
-        let pool = BrowserPool::new(PoolConfig { policy: opts.net_policy.clone(), ..cfg }).context("starting the browser pool")?;
+        let pool = BrowserPool::new(PoolConfig { policy: opts.net_policy.clone(), ..cfg })
+            .context("starting the browser pool")?;
         let solver = Arc::new(BrowserSolver::new(pool));
         browser_pool = Some(solver.clone());
         let solver: Arc<dyn TokenSolver> = solver;
         for _ in 0..slots.max(1) {
-            stages.push(tokio::spawn(token_worker(core.clone(), wake.clone(), Pool::Browser, solver.clone(), stop_rx.clone())));
+            stages.push(tokio::spawn(token_worker(
+                core.clone(),
+                wake.clone(),
+                Pool::Browser,
+                solver.clone(),
+                stop_rx.clone(),
+            )));
         }
     }
     let mut threads = Vec::new();
@@ -159,9 +166,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     };
     match &opts.tls {
         None => {
-            let listener = tokio::net::TcpListener::bind(opts.listen)
-                .await
-                .with_context(|| format!("binding {}", opts.listen))?;
+            let listener =
+                tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("binding {}", opts.listen))?;
             crate::emit(&format!("Listening on http://{}\n", listener.local_addr()?))?;
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         }
@@ -169,8 +175,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .context("loading the TLS certificate and key")?;
-            let std_listener = std::net::TcpListener::bind(opts.listen)
-                .with_context(|| format!("binding {}", opts.listen))?;
+            let std_listener =
+                std::net::TcpListener::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;
             std_listener.set_nonblocking(true)?;
             crate::emit(&format!("Listening on https://{}\n", std_listener.local_addr()?))?;
             let handle = axum_server::Handle::new();

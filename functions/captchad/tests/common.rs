@@ -78,7 +78,13 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Submits an image with `method=base64`; returns the raw response text.
-pub async fn submit(http: &reqwest::Client, base: &str, key: &str, image: &[u8], extra: &[(&str, &str)]) -> reqwest::Result<String> {
+pub async fn submit(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    image: &[u8],
+    extra: &[(&str, &str)],
+) -> reqwest::Result<String> {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(image);
     let mut form = vec![("key", key), ("method", "base64"), ("body", body.as_str())];

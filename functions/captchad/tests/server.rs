@@ -68,7 +68,11 @@ async fn first_start_prints_a_key_and_solves_images() {
     let other = create_account(dir.path(), "0");
     let body = submit(&http, &base, &other, &samples[0].0, &[("json", "1")]).await.expect("submit");
     assert!(body.contains("ERROR_ZERO_BALANCE"), "{body}");
-    let out = Command::new(BIN).args(["account", "topup", &other, "0.5", "--data-dir"]).arg(dir.path()).output().expect("topup");
+    let out = Command::new(BIN)
+        .args(["account", "topup", &other, "0.5", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("topup");
     assert!(out.status.success());
     assert_eq!(balance(&http, &base, &other).await, "0.5");
     let list = Command::new(BIN).args(["account", "list", "--data-dir"]).arg(dir.path()).output().expect("list");
@@ -88,7 +92,8 @@ async fn in_flight_cap_and_rate_cap_answer_their_codes() {
     let imgs = samples("captcha-default", 1);
     let img = &imgs[0].0;
     let mut codes = Vec::new();
-    let futs: Vec<_> = (0..20).map(|_| submit_owned(http.clone(), server.base.clone(), key.clone(), img.clone())).collect();
+    let futs: Vec<_> =
+        (0..20).map(|_| submit_owned(http.clone(), server.base.clone(), key.clone(), img.clone())).collect();
     for f in futures_join(futs).await {
         codes.push(f.expect("submit"));
     }
@@ -126,7 +131,8 @@ async fn submit_owned(http: reqwest::Client, base: String, key: String, img: Vec
 #[test]
 fn account_create_into_a_closed_pipe_succeeds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = with_closed_stdout(&["account", "create", "--balance", "2.5"], dir.path()).wait_with_output().expect("wait");
+    let out =
+        with_closed_stdout(&["account", "create", "--balance", "2.5"], dir.path()).wait_with_output().expect("wait");
     assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     let list = Command::new(BIN).args(["account", "list", "--data-dir"]).arg(dir.path()).output().expect("list");
     assert!(list.status.success());

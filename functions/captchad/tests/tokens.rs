@@ -29,7 +29,8 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
     let site = widget_site();
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
-    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
+    let server =
+        Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
     let (http, base) = (client(), server.base.clone());
 
     for (page, verify_path, field) in [
@@ -59,7 +60,8 @@ async fn altcha_and_cap_tokens_verify_once_at_the_site() {
     assert_eq!(wait_final(&http, &base, &key, &id, Duration::from_secs(30)).await, "ERROR_CAPTCHA_UNSOLVABLE");
     assert_eq!(settled_balance(&http, &base, &key, "0.991").await, "0.991");
     // Turnstile needs the browser pool, which this server does not run.
-    let t = get_in(&http, &base, &[("key", &key), ("method", "turnstile"), ("sitekey", "0x4"), ("pageurl", &plain)]).await;
+    let t =
+        get_in(&http, &base, &[("key", &key), ("method", "turnstile"), ("sitekey", "0x4"), ("pageurl", &plain)]).await;
     assert_eq!(t, "ERROR_TASK_NOT_SUPPORTED");
 }
 
@@ -69,13 +71,26 @@ async fn private_page_urls_are_refused_without_the_allow_list() {
     let key = create_account(dir.path(), "1");
     let server = Server::start(dir.path(), &["--ocr-workers", "1", "--browsers", "0"]);
     let http = client();
-    for url in ["http://127.0.0.1:9/altcha", "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data", "http://[::1]/"] {
+    for url in
+        ["http://127.0.0.1:9/altcha", "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data", "http://[::1]/"]
+    {
         let text = get_in(&http, &server.base, &[("key", &key), ("method", "altcha"), ("pageurl", url)]).await;
         assert_eq!(text, "ERROR_PAGEURL", "{url}");
-        let v = call(&http, &server.base, "/createTask", json!({"clientKey": key, "task": {"type": "CapTask", "websiteURL": url}})).await;
+        let v = call(
+            &http,
+            &server.base,
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "CapTask", "websiteURL": url}}),
+        )
+        .await;
         assert_eq!(v["errorId"], 22, "{url}: {v}");
     }
-    let text = get_in(&http, &server.base, &[("key", &key), ("method", "cap"), ("pageurl", "https://example.com/"), ("pingback", "http://127.0.0.1:9/cb")]).await;
+    let text = get_in(
+        &http,
+        &server.base,
+        &[("key", &key), ("method", "cap"), ("pageurl", "https://example.com/"), ("pingback", "http://127.0.0.1:9/cb")],
+    )
+    .await;
     assert_eq!(text, "ERROR_IP_ADDRES");
     assert_eq!(balance(&http, &server.base, &key).await, "1");
 }
@@ -111,11 +126,18 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let (cb, rx) = receiver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, secret) = create_account_with_secret(dir.path(), "1");
-    let server = Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
+    let server =
+        Server::start(dir.path(), &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "0"]);
     let (http, base) = (client(), server.base.clone());
 
-    let created = call(&http, &base, "/createTask", json!({"clientKey": key, "callbackUrl": cb,
-        "task": {"type": "AltchaTask", "websiteURL": format!("{}/altcha-v1", site.base())}})).await;
+    let created = call(
+        &http,
+        &base,
+        "/createTask",
+        json!({"clientKey": key, "callbackUrl": cb,
+        "task": {"type": "AltchaTask", "websiteURL": format!("{}/altcha-v1", site.base())}}),
+    )
+    .await;
     let id = created["taskId"].as_u64().unwrap_or_else(|| panic!("{created}"));
     // Poll like the official clients until ready.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -146,7 +168,10 @@ async fn json_api_task_with_a_signed_callback_that_survives_two_failures() {
     let five_min = Duration::from_secs(300);
     assert_eq!(captcha_callbacks::verify(&secret, sig, body.as_bytes(), now, five_min), Ok(()));
     assert!(captcha_callbacks::verify(&secret, sig, b"{\"tampered\":1}", now, five_min).is_err());
-    assert!(captcha_callbacks::verify(&secret, sig, body.as_bytes(), now + 3600, five_min).is_err(), "old replays refused");
+    assert!(
+        captcha_callbacks::verify(&secret, sig, body.as_bytes(), now + 3600, five_min).is_err(),
+        "old replays refused"
+    );
 
     // The token is good at the site.
     let ok = verify(&http, &format!("{}/altcha/verify", site.base()), json!({"payload": token})).await;
@@ -170,7 +195,14 @@ fn children_named(pid: u32, name: &str) -> Vec<u32> {
     out
 }
 
-async fn classic_token(http: &reqwest::Client, base: &str, key: &str, method: &str, page_url: &str, engine: &str) -> String {
+async fn classic_token(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    method: &str,
+    page_url: &str,
+    engine: &str,
+) -> String {
     let text = get_in(http, base, &[("key", key), ("method", method), ("pageurl", page_url), ("engine", engine)]).await;
     let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{page_url}: {text}")).to_string();
     wait_final(http, base, key, &id, Duration::from_secs(150)).await
@@ -187,7 +219,16 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
     let key = create_account(dir.path(), "1");
     let server = Server::start(
         dir.path(),
-        &["--allow-private-network", "127.0.0.0/8", "--ocr-workers", "1", "--browsers", "1", "--browser-deadline-secs", "30"],
+        &[
+            "--allow-private-network",
+            "127.0.0.0/8",
+            "--ocr-workers",
+            "1",
+            "--browsers",
+            "1",
+            "--browser-deadline-secs",
+            "30",
+        ],
     );
     let (http, base) = (client(), server.base.clone());
     let server_pid = server.child.id();
@@ -195,7 +236,8 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
     // Kill Chromium as soon as the first browser task has launched it: that
     // attempt fails, the retry relaunches Chromium and succeeds.
     let cap_page = format!("{}/cap", site.base());
-    let text = get_in(&http, &base, &[("key", &key), ("method", "cap"), ("pageurl", &cap_page), ("engine", "browser")]).await;
+    let text =
+        get_in(&http, &base, &[("key", &key), ("method", "cap"), ("pageurl", &cap_page), ("engine", "browser")]).await;
     let id = text.strip_prefix("OK|").unwrap_or_else(|| panic!("{text}")).to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let killed = loop {
@@ -212,7 +254,8 @@ async fn the_browser_engine_solves_altcha_and_cap_and_survives_a_killed_chromium
     assert!(!killed.is_empty());
     let answer = wait_final(&http, &base, &key, &id, Duration::from_secs(150)).await;
     let token = answer.strip_prefix("OK|").unwrap_or_else(|| panic!("after a killed chromium: {answer}")).to_string();
-    let r = call(&http, &base, "/getTaskResult", json!({"clientKey": key, "taskId": id.parse::<u64>().expect("id")})).await;
+    let r =
+        call(&http, &base, "/getTaskResult", json!({"clientKey": key, "taskId": id.parse::<u64>().expect("id")})).await;
     assert!(r["solveCount"].as_u64() >= Some(2), "the killed attempt was retried: {r}");
     let ok = verify(&http, &format!("{}/cap/verify", site.base()), json!({"token": token})).await;
     assert_eq!(ok["ok"], true, "{ok}");

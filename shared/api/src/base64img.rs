@@ -108,11 +108,8 @@ mod tests {
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode(&raw)).unwrap(), raw);
         assert_eq!(decode(&format!("data:image/png;base64,{std}")).unwrap(), raw);
         assert_eq!(decode(&format!("DATA:image/jpeg;base64,{std}")).unwrap(), raw);
-        let wrapped: String = std
-            .as_bytes()
-            .chunks(76)
-            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
-            .collect();
+        let wrapped: String =
+            std.as_bytes().chunks(76).map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap())).collect();
         assert_eq!(decode(&wrapped).unwrap(), raw);
         assert_eq!(decode(&std.replace('+', " ")).unwrap(), raw);
         assert_eq!(decode(&std.replace('+', "%2B").replace('/', "%2f")).unwrap(), raw);

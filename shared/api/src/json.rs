@@ -6,8 +6,8 @@
 //! official clients send every option whether set or not.
 
 use captcha_core::{
-    format_money, CaptchaService, ErrorCode, ImageOptions, Method, Protocol, Report, SubmitRequest, TaskId,
-    TaskResult, TaskSpec, TokenOptions,
+    format_money, CaptchaService, ErrorCode, ImageOptions, Method, Protocol, Report, SubmitRequest, TaskId, TaskResult,
+    TaskSpec, TokenOptions,
 };
 use captcha_netguard::NetPolicy;
 use serde_json::{json, Map, Value};
@@ -321,27 +321,39 @@ mod tests {
         let p = NetPolicy::strict();
         let spec = |v: Value| task_spec(&obj(v), &p);
         let TaskSpec::Token { method, options } = spec(json!({"type": "NoCaptchaTaskProxyless",
-            "websiteURL": "https://a.example/", "websiteKey": "6Le", "isInvisible": true})).expect("spec") else {
+            "websiteURL": "https://a.example/", "websiteKey": "6Le", "isInvisible": true}))
+        .expect("spec") else {
             panic!()
         };
         assert_eq!(method, Method::RecaptchaV2);
         assert!(options.invisible && !options.enterprise);
         let TaskSpec::Token { method, options } = spec(json!({"type": "RecaptchaV2EnterpriseTaskProxyless",
-            "websiteURL": "https://a.example/", "websiteKey": "6Le", "enterprisePayload": {"s": "x"}})).expect("spec")
-        else {
+            "websiteURL": "https://a.example/", "websiteKey": "6Le", "enterprisePayload": {"s": "x"}}))
+        .expect("spec") else {
             panic!()
         };
-        assert_eq!((method, options.enterprise, options.data.as_deref()), (Method::RecaptchaV2, true, Some(r#"{"s":"x"}"#)));
+        assert_eq!(
+            (method, options.enterprise, options.data.as_deref()),
+            (Method::RecaptchaV2, true, Some(r#"{"s":"x"}"#))
+        );
         let TaskSpec::Token { method, options } = spec(json!({"type": "RecaptchaV3TaskProxyless",
             "websiteURL": "https://a.example/", "websiteKey": "6Le", "minScore": 0.3, "pageAction": "login"}))
-            .expect("spec") else { panic!() };
-        assert_eq!((method, options.min_score.as_deref(), options.action.as_deref()), (Method::RecaptchaV3, Some("0.3"), Some("login")));
-        let TaskSpec::Token { method, options } = spec(json!({"type": "TurnstileTaskProxyless",
-            "websiteURL": "https://a.example/", "websiteKey": "0x4", "cData": "c", "chlPageData": "p"})).expect("spec")
-        else {
+        .expect("spec") else {
             panic!()
         };
-        assert_eq!((method, options.data.as_deref(), options.page_data.as_deref()), (Method::Turnstile, Some("c"), Some("p")));
+        assert_eq!(
+            (method, options.min_score.as_deref(), options.action.as_deref()),
+            (Method::RecaptchaV3, Some("0.3"), Some("login"))
+        );
+        let TaskSpec::Token { method, options } = spec(json!({"type": "TurnstileTaskProxyless",
+            "websiteURL": "https://a.example/", "websiteKey": "0x4", "cData": "c", "chlPageData": "p"}))
+        .expect("spec") else {
+            panic!()
+        };
+        assert_eq!(
+            (method, options.data.as_deref(), options.page_data.as_deref()),
+            (Method::Turnstile, Some("c"), Some("p"))
+        );
         let TaskSpec::Token { method, .. } =
             spec(json!({"type": "HCaptchaTask", "websiteURL": "https://a.example/", "websiteKey": "k"})).expect("spec")
         else {
@@ -355,8 +367,14 @@ mod tests {
         };
         assert_eq!((method, options.engine), (Method::Cap, Some(captcha_core::Engine::Browser)));
         assert_eq!(spec(json!({"type": "AltchaTask"})).err(), Some(ErrorCode::PageUrl));
-        assert_eq!(spec(json!({"type": "AltchaTask", "websiteURL": "http://10.0.0.1/"})).err(), Some(ErrorCode::PageUrl));
-        assert_eq!(spec(json!({"type": "TurnstileTask", "websiteURL": "https://a.example/"})).err(), Some(ErrorCode::GoogleKey));
+        assert_eq!(
+            spec(json!({"type": "AltchaTask", "websiteURL": "http://10.0.0.1/"})).err(),
+            Some(ErrorCode::PageUrl)
+        );
+        assert_eq!(
+            spec(json!({"type": "TurnstileTask", "websiteURL": "https://a.example/"})).err(),
+            Some(ErrorCode::GoogleKey)
+        );
         assert_eq!(spec(json!({"type": "FunCaptchaTask"})).err(), Some(ErrorCode::TaskNotSupported));
         assert_eq!(spec(json!({"type": null})).err(), Some(ErrorCode::BadParameters));
     }
@@ -373,7 +391,10 @@ mod tests {
         };
         let v = task_result_json(&solved(Method::Image), None).expect("ready");
         assert_eq!(v["solution"], json!({"text": "A"}));
-        assert_eq!((v["cost"].as_str(), v["createTime"].as_u64(), v["endTime"].as_u64()), (Some("0.0007"), Some(1_700_000_000), Some(1_700_000_004)));
+        assert_eq!(
+            (v["cost"].as_str(), v["createTime"].as_u64(), v["endTime"].as_u64()),
+            (Some("0.0007"), Some(1_700_000_000), Some(1_700_000_004))
+        );
         assert_eq!(v["solveCount"], 2);
         let v = task_result_json(&solved(Method::RecaptchaV2), None).expect("ready");
         assert_eq!(v["solution"]["gRecaptchaResponse"], "A");

@@ -378,10 +378,7 @@ fn client_ip(parts: &Parts, cfg: &ApiConfig) -> Option<IpAddr> {
             return Some(ip.to_canonical());
         }
     }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_canonical())
 }
 
 /// Router-level tests of what only the HTTP layer does (preflight, panic guard,
@@ -520,8 +517,7 @@ mod tests {
         req.extensions_mut().insert(ClientIp("198.51.100.4".parse().expect("ip")));
         call(app.clone(), req).await;
 
-        let ips: Vec<Option<IpAddr>> =
-            svc.submits.lock().expect("lock").iter().map(|r| r.client_ip).collect();
+        let ips: Vec<Option<IpAddr>> = svc.submits.lock().expect("lock").iter().map(|r| r.client_ip).collect();
         let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
         assert_eq!(ips, vec![None, ip("10.1.2.3"), ip("192.0.2.9"), ip("198.51.100.4")]);
 

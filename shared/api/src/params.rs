@@ -106,12 +106,8 @@ impl Params {
     /// Merges the body into the query parameters (body wins), choosing the
     /// format from the content type and, failing that, from the first byte.
     pub(crate) async fn merge_body(&mut self, parts: &Parts, body: Bytes) -> Result<(), BodyError> {
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type =
+            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         let essence = content_type.split(';').next().unwrap_or("").trim().to_string();
 
         if body.trim_ascii().is_empty() {
@@ -234,14 +230,16 @@ mod tests {
 
     #[tokio::test]
     async fn json_body_and_text_plain_json() {
-        for ct in [Some("application/json"), Some("text/plain;charset=UTF-8"), None, Some("application/x-www-form-urlencoded")] {
-            let p = parse(
-                "/in.php?method=base64",
-                ct,
-                br#" {"body":"QUJD","json":true,"numeric":1,"lang":null,"x":[1]}"#,
-            )
-            .await
-            .unwrap();
+        for ct in [
+            Some("application/json"),
+            Some("text/plain;charset=UTF-8"),
+            None,
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            let p =
+                parse("/in.php?method=base64", ct, br#" {"body":"QUJD","json":true,"numeric":1,"lang":null,"x":[1]}"#)
+                    .await
+                    .unwrap();
             assert_eq!(p.get("body"), Some("QUJD"), "{ct:?}");
             assert_eq!(p.get("json"), Some("1"));
             assert_eq!(p.get("numeric"), Some("1"));
@@ -270,9 +268,7 @@ Content-Disposition: form-data; name=\"file\"; filename=\"c.png\"\r\n\
 Content-Type: image/png\r\n\r\n\
 \x89PNG\x00\x01\r\n\
 --XyZ--\r\n";
-        let p = parse("/in.php?key=k&method=base64", Some("multipart/form-data; boundary=XyZ"), body)
-            .await
-            .unwrap();
+        let p = parse("/in.php?key=k&method=base64", Some("multipart/form-data; boundary=XyZ"), body).await.unwrap();
         assert_eq!(p.get("method"), Some("post"));
         assert_eq!(p.get("key"), Some("k"));
         assert_eq!(p.file(), Some(&b"\x89PNG\x00\x01"[..]));
@@ -280,10 +276,7 @@ Content-Type: image/png\r\n\r\n\
 
     #[tokio::test]
     async fn broken_multipart_is_malformed() {
-        assert_eq!(
-            parse("/in.php", Some("multipart/form-data"), b"--a\r\n").await.unwrap_err(),
-            BodyError::Malformed
-        );
+        assert_eq!(parse("/in.php", Some("multipart/form-data"), b"--a\r\n").await.unwrap_err(), BodyError::Malformed);
         assert_eq!(
             parse("/in.php", Some("multipart/form-data; boundary=a"), b"garbage without parts").await.unwrap_err(),
             BodyError::Malformed
@@ -296,12 +289,8 @@ Content-Type: image/png\r\n\r\n\
         let ok = read_body(&parts, Body::from(vec![b'a'; 10]), 10).await.unwrap();
         assert_eq!(ok.len(), 10);
         assert_eq!(read_body(&parts, Body::from(vec![b'a'; 11]), 10).await.unwrap_err(), BodyError::TooLarge);
-        let (parts, _) = Request::builder()
-            .uri("/in.php")
-            .header(header::CONTENT_LENGTH, "999")
-            .body(())
-            .unwrap()
-            .into_parts();
+        let (parts, _) =
+            Request::builder().uri("/in.php").header(header::CONTENT_LENGTH, "999").body(()).unwrap().into_parts();
         assert_eq!(read_body(&parts, Body::empty(), 10).await.unwrap_err(), BodyError::TooLarge);
     }
 }

@@ -46,11 +46,9 @@ impl Reply {
                 Reply::Error(ErrorCode::CaptchaNotReady) => {
                     format!(r#"{{"status":0,"request":{}}}"#, q(ErrorCode::CaptchaNotReady.code()))
                 }
-                Reply::Error(code) => format!(
-                    r#"{{"status":0,"request":{},"error_text":{}}}"#,
-                    q(code.code()),
-                    q(code.description())
-                ),
+                Reply::Error(code) => {
+                    format!(r#"{{"status":0,"request":{},"error_text":{}}}"#, q(code.code()), q(code.description()))
+                }
                 Reply::Json(v) => v.to_string(),
             };
             (v, "application/json")
@@ -93,10 +91,7 @@ mod tests {
     #[test]
     fn plain() {
         assert_eq!(Reply::Ok("123".into()).body(false), ("OK|123".into(), "text/plain; charset=utf-8"));
-        assert_eq!(
-            Reply::OkPrice { answer: "abc".into(), price: "0.00085".into() }.body(false).0,
-            "OK|abc|0.00085"
-        );
+        assert_eq!(Reply::OkPrice { answer: "abc".into(), price: "0.00085".into() }.body(false).0, "OK|abc|0.00085");
         assert_eq!(Reply::Bare("12.3456".into()).body(false).0, "12.3456");
         assert_eq!(Reply::Error(ErrorCode::CaptchaNotReady).body(false).0, "CAPCHA_NOT_READY");
         assert_eq!(Reply::Error(ErrorCode::ZeroBalance).body(false).0, "ERROR_ZERO_BALANCE");
@@ -116,10 +111,7 @@ mod tests {
             json!({"status":1,"request":"abc","price":"0.00085"})
         );
         assert_eq!(parse(Reply::Bare("12.3456".into())), json!({"status":1,"request":"12.3456"}));
-        assert_eq!(
-            parse(Reply::Error(ErrorCode::CaptchaNotReady)),
-            json!({"status":0,"request":"CAPCHA_NOT_READY"})
-        );
+        assert_eq!(parse(Reply::Error(ErrorCode::CaptchaNotReady)), json!({"status":0,"request":"CAPCHA_NOT_READY"}));
         let e = parse(Reply::Error(ErrorCode::WrongIdFormat));
         assert_eq!(e["status"], 0);
         assert_eq!(e["request"], "ERROR_WRONG_ID_FORMAT");

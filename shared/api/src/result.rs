@@ -52,10 +52,7 @@ pub(crate) fn parse_id(v: Option<&str>) -> Result<TaskId, ErrorCode> {
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ErrorCode::WrongIdFormat);
     }
-    v.parse::<u64>()
-        .ok()
-        .filter(|id| (1..MAX_ID).contains(id))
-        .ok_or(ErrorCode::WrongCaptchaId)
+    v.parse::<u64>().ok().filter(|id| (1..MAX_ID).contains(id)).ok_or(ErrorCode::WrongCaptchaId)
 }
 
 /// Errors about the key or the caller rather than one task: for `ids=` they
@@ -174,9 +171,7 @@ async fn pingback(
     let addr = p.get("addr");
     let op = match action {
         PingbackAction::Get => PingbackOp::List,
-        PingbackAction::Add => {
-            PingbackOp::Add(crate::submit::callback_url(policy, addr)?.ok_or(ErrorCode::IpAddres)?)
-        }
+        PingbackAction::Add => PingbackOp::Add(crate::submit::callback_url(policy, addr)?.ok_or(ErrorCode::IpAddres)?),
         PingbackAction::Del if addr.is_some_and(|a| a.eq_ignore_ascii_case("all")) => PingbackOp::RemoveAll,
         PingbackAction::Del => PingbackOp::Remove(addr.ok_or(ErrorCode::IpAddres)?.trim().to_string()),
     };

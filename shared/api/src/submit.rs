@@ -125,9 +125,7 @@ pub(crate) fn parse_submit(
     let options = image_options(&p)?;
     let image = match source {
         ImageSource::File => p.take_file().ok_or(ErrorCode::Upload)?,
-        ImageSource::Base64 => {
-            base64img::decode(p.raw("body").ok_or(ErrorCode::ZeroCaptchaFilesize)?)?
-        }
+        ImageSource::Base64 => base64img::decode(p.raw("body").ok_or(ErrorCode::ZeroCaptchaFilesize)?)?,
     };
     if image.is_empty() {
         return Err(ErrorCode::ZeroCaptchaFilesize);
@@ -167,9 +165,7 @@ pub(crate) fn image_options(p: &Params) -> Result<ImageOptions, ErrorCode> {
         max_len,
         language: bounded(p, "language", 2)?,
         lang,
-        instructions: p
-            .get("textinstructions")
-            .map(|t| t.chars().take(MAX_INSTRUCTIONS_CHARS).collect()),
+        instructions: p.get("textinstructions").map(|t| t.chars().take(MAX_INSTRUCTIONS_CHARS).collect()),
     })
 }
 

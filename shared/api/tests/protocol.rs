@@ -13,9 +13,9 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
 use captcha_api::{router, ApiConfig};
-use captcha_embedded::{EmbeddedStore, Options};
 use captcha_core::ports::{ManualClock, Ports};
 use captcha_core::{Config, Core, ImageOptions, ImageSolver, Pool, SolveError, TaskParams};
+use captcha_embedded::{EmbeddedStore, Options};
 use captcha_ocr::{Constraints, Ocr};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -84,7 +84,13 @@ impl Env {
 
     /// Submits `image` by query-string base64 and returns the id.
     async fn submit(&self, image: &[u8]) -> u64 {
-        let answer = self.post(&format!("/in.php?key={}&method=base64", self.key), Some("application/x-www-form-urlencoded"), form(&[("body", &b64(image))])).await;
+        let answer = self
+            .post(
+                &format!("/in.php?key={}&method=base64", self.key),
+                Some("application/x-www-form-urlencoded"),
+                form(&[("body", &b64(image))]),
+            )
+            .await;
         task_id(&answer)
     }
 
@@ -255,8 +261,7 @@ async fn submit_accepts_every_body_format() {
     // 9. No content type at all: sniffed as urlencoded.
     answers.push(env.post("/in.php", None, form(&[("key", &key), ("method", "base64"), ("body", &enc)])).await);
     // 10. base64 as sloppy clients send it: data: prefix, wrapped lines, `+` unencoded in the query.
-    let wrapped: String =
-        enc.as_bytes().chunks(76).map(|c| format!("{}\n", String::from_utf8_lossy(c))).collect();
+    let wrapped: String = enc.as_bytes().chunks(76).map(|c| format!("{}\n", String::from_utf8_lossy(c))).collect();
     answers.push(
         env.post(
             "/in.php",
@@ -377,7 +382,10 @@ async fn submit_errors_reachable_from_the_protocol() {
 
     // Missing key, malformed key (core), unknown key (core).
     assert_eq!(env.get(&format!("/in.php?method=base64&{}", form(&[("body", &enc)]))).await, "ERROR_WRONG_USER_KEY");
-    assert_eq!(env.get(&format!("/in.php?key=short&method=base64&{}", form(&[("body", &enc)]))).await, "ERROR_WRONG_USER_KEY");
+    assert_eq!(
+        env.get(&format!("/in.php?key=short&method=base64&{}", form(&[("body", &enc)]))).await,
+        "ERROR_WRONG_USER_KEY"
+    );
     let unknown = "0123456789abcdef0123456789abcdef";
     assert_eq!(
         env.get(&format!("/in.php?key={unknown}&method=base64&{}", form(&[("body", &enc)]))).await,
@@ -397,16 +405,31 @@ async fn submit_errors_reachable_from_the_protocol() {
     // Token methods are parsed (and their parameters checked) before the core
     // says no pool takes them here.
     assert_eq!(env.get(&format!("/in.php?key={key}&method=turnstile")).await, "ERROR_GOOGLEKEY");
-    assert_eq!(env.get(&format!("/in.php?key={key}&method=userrecaptcha&pageurl=https://a.test/")).await, "ERROR_GOOGLEKEY");
+    assert_eq!(
+        env.get(&format!("/in.php?key={key}&method=userrecaptcha&pageurl=https://a.test/")).await,
+        "ERROR_GOOGLEKEY"
+    );
     assert_eq!(env.get(&format!("/in.php?key={key}&method=altcha")).await, "ERROR_PAGEURL");
     assert_eq!(env.get(&format!("/in.php?key={key}&method=cap&pageurl=http://192.168.1.1/")).await, "ERROR_PAGEURL");
-    assert_eq!(env.get(&format!("/in.php?key={key}&method=cap&pageurl=https://a.test/&engine=warp")).await, "ERROR_BAD_PARAMETERS");
+    assert_eq!(
+        env.get(&format!("/in.php?key={key}&method=cap&pageurl=https://a.test/&engine=warp")).await,
+        "ERROR_BAD_PARAMETERS"
+    );
     assert_eq!(env.get(&base("&pingback=http://127.0.0.1:9/cb")).await, "ERROR_IP_ADDRES");
     assert_eq!(env.get(&base("&recaptcha=1")).await, "ERROR_TASK_NOT_SUPPORTED");
     assert_eq!(env.get(&base("&coordinatescaptcha=1")).await, "ERROR_TASK_NOT_SUPPORTED");
 
     // Bad option values.
-    for bad in ["numeric=9", "min_len=abc", "max_len=21", "phrase=2", "regsense=x", "calc=5", "language=7", "min_len=8&max_len=3"] {
+    for bad in [
+        "numeric=9",
+        "min_len=abc",
+        "max_len=21",
+        "phrase=2",
+        "regsense=x",
+        "calc=5",
+        "language=7",
+        "min_len=8&max_len=3",
+    ] {
         assert_eq!(env.get(&base(&format!("&{bad}"))).await, "ERROR_BAD_PARAMETERS", "{bad}");
     }
 
@@ -446,7 +469,8 @@ async fn submit_errors_reachable_from_the_protocol() {
     );
 
     // JSON rendering of an error.
-    let v = env.get_json(&format!("/in.php?key={key}&method=base64&numeric=9&json=1&{}", form(&[("body", &enc)]))).await;
+    let v =
+        env.get_json(&format!("/in.php?key={key}&method=base64&numeric=9&json=1&{}", form(&[("body", &enc)]))).await;
     assert_eq!(v["status"], 0);
     assert_eq!(v["request"], "ERROR_BAD_PARAMETERS");
     assert!(v["error_text"].as_str().is_some_and(|t| !t.is_empty()));
@@ -653,10 +677,17 @@ async fn res_accepts_every_body_format() {
     let uenc = Some("application/x-www-form-urlencoded");
     let ids = id.to_string();
 
-    assert_eq!(env.post("/res.php", uenc, form(&[("key", &key), ("action", "get"), ("id", &ids)])).await, "CAPCHA_NOT_READY");
-    assert_eq!(env.post(&format!("/res.php?key={key}&action=get&id={id}"), None, Body::empty()).await, "CAPCHA_NOT_READY");
     assert_eq!(
-        env.post("/res.php", Some("application/json"), json!({"key": key, "action": "get", "id": id}).to_string()).await,
+        env.post("/res.php", uenc, form(&[("key", &key), ("action", "get"), ("id", &ids)])).await,
+        "CAPCHA_NOT_READY"
+    );
+    assert_eq!(
+        env.post(&format!("/res.php?key={key}&action=get&id={id}"), None, Body::empty()).await,
+        "CAPCHA_NOT_READY"
+    );
+    assert_eq!(
+        env.post("/res.php", Some("application/json"), json!({"key": key, "action": "get", "id": id}).to_string())
+            .await,
         "CAPCHA_NOT_READY"
     );
     assert_eq!(
@@ -668,11 +699,18 @@ async fn res_accepts_every_body_format() {
         "9.999"
     );
     // Body wins over the query.
-    assert_eq!(env.post(&format!("/res.php?key={key}&action=get&id=abc"), uenc, form(&[("id", &ids)])).await, "CAPCHA_NOT_READY");
+    assert_eq!(
+        env.post(&format!("/res.php?key={key}&action=get&id=abc"), uenc, form(&[("id", &ids)])).await,
+        "CAPCHA_NOT_READY"
+    );
     // JSON flag from a JSON body (a JSON `true`).
     let v: Value = serde_json::from_str(
-        &env.post("/res.php", Some("application/json"), json!({"key": key, "action": "getbalance", "json": true}).to_string())
-            .await,
+        &env.post(
+            "/res.php",
+            Some("application/json"),
+            json!({"key": key, "action": "getbalance", "json": true}).to_string(),
+        )
+        .await,
     )
     .expect("json");
     assert_eq!(v, json!({"status": 1, "request": "9.999"}));
@@ -713,13 +751,17 @@ async fn json_api_image_task_lifecycle_with_the_real_solver() {
         .await;
     assert_eq!(created["errorId"], 0, "{created}");
     let id = created["taskId"].as_u64().expect("numeric task id");
-    assert_eq!(env.call("/getTaskResult", json!({"clientKey": key, "taskId": id})).await, json!({"errorId": 0, "status": "processing"}));
+    assert_eq!(
+        env.call("/getTaskResult", json!({"clientKey": key, "taskId": id})).await,
+        json!({"errorId": 0, "status": "processing"})
+    );
     env.drain().await;
     let r = env.call("/getTaskResult", json!({"clientKey": key, "taskId": id})).await;
     assert_eq!(r["status"], "ready", "{r}");
     let text = r["solution"]["text"].as_str().expect("text");
-    let label = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ocr/validation/captcha-default/labels.tsv"))
-        .expect("labels");
+    let label =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../ocr/validation/captcha-default/labels.tsv"))
+            .expect("labels");
     let expected = label.lines().find_map(|l| l.strip_prefix("0001.png\t")).expect("label of 0001");
     assert_eq!(text, expected, "the real model reads the image");
     assert_eq!(r["cost"], "0.001");
@@ -744,17 +786,57 @@ async fn json_api_errors_are_http_200_with_anti_captcha_numbers() {
     let img = b64(&captcha_png());
     let cases: Vec<(&str, Value, (u64, &str))> = vec![
         ("/createTask", json!({"task": {"type": "ImageToTextTask", "body": img}}), (1, "ERROR_KEY_DOES_NOT_EXIST")),
-        ("/createTask", json!({"clientKey": "0123456789abcdef0123456789abcdef", "task": {"type": "ImageToTextTask", "body": img}}), (1, "ERROR_KEY_DOES_NOT_EXIST")),
+        (
+            "/createTask",
+            json!({"clientKey": "0123456789abcdef0123456789abcdef", "task": {"type": "ImageToTextTask", "body": img}}),
+            (1, "ERROR_KEY_DOES_NOT_EXIST"),
+        ),
         ("/createTask", json!({"clientKey": key}), (22, "ERROR_TASK_ABSENT")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask"}}), (3, "ERROR_ZERO_CAPTCHA_FILESIZE")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[0x89; 50])}}), (3, "ERROR_ZERO_CAPTCHA_FILESIZE")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 700 * 1024])}}), (4, "ERROR_TOO_BIG_CAPTCHA_FILESIZE")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 500])}}), (15, "ERROR_IMAGE_TYPE_NOT_SUPPORTED")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img, "numeric": 9}}), (22, "ERROR_TASK_ABSENT")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "FunCaptchaTaskProxyless"}}), (23, "ERROR_TASK_NOT_SUPPORTED")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/", "websiteKey": "0x4"}}), (23, "ERROR_TASK_NOT_SUPPORTED")),
-        ("/createTask", json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/"}}), (31, "ERROR_RECAPTCHA_INVALID_SITEKEY")),
-        ("/createTask", json!({"clientKey": key, "callbackUrl": "http://127.0.0.1/cb", "task": {"type": "ImageToTextTask", "body": img}}), (22, "ERROR_TASK_ABSENT")),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "ImageToTextTask"}}),
+            (3, "ERROR_ZERO_CAPTCHA_FILESIZE"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[0x89; 50])}}),
+            (3, "ERROR_ZERO_CAPTCHA_FILESIZE"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 700 * 1024])}}),
+            (4, "ERROR_TOO_BIG_CAPTCHA_FILESIZE"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": b64(&[7u8; 500])}}),
+            (15, "ERROR_IMAGE_TYPE_NOT_SUPPORTED"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img, "numeric": 9}}),
+            (22, "ERROR_TASK_ABSENT"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "FunCaptchaTaskProxyless"}}),
+            (23, "ERROR_TASK_NOT_SUPPORTED"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/", "websiteKey": "0x4"}}),
+            (23, "ERROR_TASK_NOT_SUPPORTED"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "task": {"type": "TurnstileTaskProxyless", "websiteURL": "https://a.test/"}}),
+            (31, "ERROR_RECAPTCHA_INVALID_SITEKEY"),
+        ),
+        (
+            "/createTask",
+            json!({"clientKey": key, "callbackUrl": "http://127.0.0.1/cb", "task": {"type": "ImageToTextTask", "body": img}}),
+            (22, "ERROR_TASK_ABSENT"),
+        ),
         ("/getTaskResult", json!({"clientKey": key}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
         ("/getTaskResult", json!({"clientKey": key, "taskId": 12345}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
         ("/getTaskResult", json!({"clientKey": key, "taskId": "abc"}), (16, "ERROR_NO_SUCH_CAPCHA_ID")),
@@ -776,7 +858,8 @@ async fn json_api_errors_are_http_200_with_anti_captcha_numbers() {
     let v = env.call("/createTask", json!({"clientKey": poor, "task": {"type": "ImageToTextTask", "body": img}})).await;
     assert_eq!(error_code(&v), (10, "ERROR_ZERO_BALANCE"));
     // Another account's task is not visible.
-    let created = env.call("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img}})).await;
+    let created =
+        env.call("/createTask", json!({"clientKey": key, "task": {"type": "ImageToTextTask", "body": img}})).await;
     let other = env.other_key(BALANCE).await;
     let v = env.call("/getTaskResult", json!({"clientKey": other, "taskId": created["taskId"]})).await;
     assert_eq!(error_code(&v), (16, "ERROR_NO_SUCH_CAPCHA_ID"));

@@ -220,7 +220,13 @@ impl DynamoAccounts {
     }
 
     /// Why a hold's account update failed its condition.
-    async fn refusal(&self, id: &AccountId, old: Option<&Item>, amount: u64, max_open: u32) -> StoreResult<Option<HoldOutcome>> {
+    async fn refusal(
+        &self,
+        id: &AccountId,
+        old: Option<&Item>,
+        amount: u64,
+        max_open: u32,
+    ) -> StoreResult<Option<HoldOutcome>> {
         let account = match old {
             Some(item) => Some(account_from_item(&self.tables.accounts, item)?),
             None => AccountStore::get(self, id).await?,
@@ -347,11 +353,7 @@ impl AccountStore for DynamoAccounts {
              open_holds = open_holds + :one",
             "attribute_exists(account_id) AND available_micros >= :a AND open_holds < :max",
             HashMap::new(),
-            HashMap::from([
-                (":a".into(), n(amount_micros)),
-                (":one".into(), n(1u64)),
-                (":max".into(), n(max_open)),
-            ]),
+            HashMap::from([(":a".into(), n(amount_micros)), (":one".into(), n(1u64)), (":max".into(), n(max_open))]),
         )?;
         for _ in 0..5 {
             let reasons = match transact(&self.client, "hold", vec![put.clone(), charge.clone()]).await? {

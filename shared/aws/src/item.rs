@@ -158,7 +158,9 @@ mod tests {
             ("c".to_string(), n(5u64)),
         ]);
         let f = Fields::new("tasks", "task_id", &item);
-        assert!(matches!(f.n("a"), Err(StoreError::Corrupt(m)) if m.contains("task_id=7") && m.contains("attribute a")));
+        assert!(
+            matches!(f.n("a"), Err(StoreError::Corrupt(m)) if m.contains("task_id=7") && m.contains("attribute a"))
+        );
         assert!(matches!(f.n("b"), Err(StoreError::Corrupt(_))));
         assert!(matches!(f.s("missing"), Err(StoreError::Corrupt(_))));
         assert_eq!(f.n("c").ok(), Some(5));

@@ -143,21 +143,12 @@ impl AwsStores {
         Ok(AwsStores {
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), QueueUrls::from_env()?),
             tasks: DynamoTasks::new(aws_sdk_dynamodb::Client::new(sdk), TaskTables::from_env()?, retention),
-            accounts: DynamoAccounts::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                AccountTables::from_env()?,
-                retention,
-            ),
+            accounts: DynamoAccounts::new(aws_sdk_dynamodb::Client::new(sdk), AccountTables::from_env()?, retention),
         })
     }
 
     /// The core's port bundle.
     pub fn into_ports(self, clock: Arc<dyn Clock>) -> Ports {
-        Ports {
-            queue: Arc::new(self.queue),
-            tasks: Arc::new(self.tasks),
-            accounts: Arc::new(self.accounts),
-            clock,
-        }
+        Ports { queue: Arc::new(self.queue), tasks: Arc::new(self.tasks), accounts: Arc::new(self.accounts), clock }
     }
 }

@@ -376,9 +376,14 @@ mod tests {
         // A pool without a URL (native here) is not deployed.
         assert_eq!(urls.get(Queue::pool(Pool::Native)), None);
         assert_eq!(urls.iter().count(), 8);
-        assert!(QueueUrls::from_lookup(|k| (k != "CAPTCHA_OCR_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten()).is_ok());
+        assert!(QueueUrls::from_lookup(|k| (k != "CAPTCHA_OCR_QUEUE_URL")
+            .then(|| vars.get(k).map(|v| v.to_string()))
+            .flatten())
+        .is_ok());
         // A missing queue URL is an error naming the variable.
-        let err = QueueUrls::from_lookup(|k| (k != "CAPTCHA_CALLBACK_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten());
+        let err = QueueUrls::from_lookup(|k| {
+            (k != "CAPTCHA_CALLBACK_QUEUE_URL").then(|| vars.get(k).map(|v| v.to_string())).flatten()
+        });
         assert_eq!(err, Err(EnvError::Missing("CAPTCHA_CALLBACK_QUEUE_URL".into())));
     }
 }

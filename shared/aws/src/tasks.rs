@@ -179,10 +179,8 @@ pub(crate) async fn transact(
 pub(crate) async fn jitter_sleep(attempt: u32) {
     let cap = 5u64 << attempt.min(7);
     // Any cheap randomness does: spread the retries of racing writers.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let ms = u64::from(nanos) % cap.max(1) + 1;
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
@@ -280,11 +278,8 @@ impl DynamoTasks {
                     .send()
                     .await
                     .map_err(|e| sdk_error("images batch_write_item", e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|m| m.get(&self.tables.images))
-                    .cloned()
-                    .unwrap_or_default();
+                requests =
+                    out.unprocessed_items().and_then(|m| m.get(&self.tables.images)).cloned().unwrap_or_default();
                 if requests.is_empty() {
                     break;
                 }
@@ -463,7 +458,10 @@ impl TaskStore for DynamoTasks {
         let mut image = Vec::with_capacity(parts.iter().map(|(_, b)| b.len()).sum());
         for (i, (part, bytes)) in parts.into_iter().enumerate() {
             if usize::try_from(part).ok() != Some(i) {
-                return Err(StoreError::Corrupt(format!("{} item task_id={id}: part {i} is missing", self.tables.images)));
+                return Err(StoreError::Corrupt(format!(
+                    "{} item task_id={id}: part {i} is missing",
+                    self.tables.images
+                )));
             }
             image.extend_from_slice(&bytes);
         }
@@ -580,8 +578,7 @@ impl TaskStore for DynamoTasks {
         let ids: Vec<TaskId> = keys.iter().map(|k| k.1).collect();
         // The index holds keys only; read the records themselves, strongly
         // consistent, and drop any that finished meanwhile.
-        let mut tasks: Vec<Task> =
-            self.get_many(&ids).await?.into_iter().filter(|t| !t.state.is_terminal()).collect();
+        let mut tasks: Vec<Task> = self.get_many(&ids).await?.into_iter().filter(|t| !t.state.is_terminal()).collect();
         tasks.sort_by_key(|t| (t.created_ms, t.id));
         Ok(tasks)
     }

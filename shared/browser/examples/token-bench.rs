@@ -69,7 +69,9 @@ fn tree_pss_mib(root: u32) -> f64 {
     }
     kids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
-        .filter_map(|s| s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .filter_map(|s| {
+            s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .sum::<f64>()
         / 1024.0
 }
@@ -148,9 +150,15 @@ async fn main() {
     let launch = pool.warm_up().await.expect("warm up");
     let me = std::process::id();
     let browser_pid = pool.browser_pids().await.first().copied().unwrap_or(0);
-    println!("machine: {} cores; browser launch {:.0} ms; idle browser PSS {:.0} MiB", 
-        std::thread::available_parallelism().map_or(1, |c| c.get()), launch.as_secs_f64() * 1e3, tree_pss_mib(browser_pid));
-    println!("| page | engine | p50 s | p95 s | tokens/s ({concurrency} in flight) | CPU-s/token | browser PSS MiB (busy) |");
+    println!(
+        "machine: {} cores; browser launch {:.0} ms; idle browser PSS {:.0} MiB",
+        std::thread::available_parallelism().map_or(1, |c| c.get()),
+        launch.as_secs_f64() * 1e3,
+        tree_pss_mib(browser_pid)
+    );
+    println!(
+        "| page | engine | p50 s | p95 s | tokens/s ({concurrency} in flight) | CPU-s/token | browser PSS MiB (busy) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for page in ["/altcha-v1", "/altcha", "/cap"] {
         let mut p50s = Vec::new();

@@ -48,6 +48,6 @@ mod pool;
 pub mod port;
 pub mod widgets;
 
-pub use port::BrowserSolver;
 pub use error::BrowserError;
 pub use pool::{BrowserPool, PoolConfig, TaskPage, DEFAULT_CHROMIUM, INSTALL_HINT};
+pub use port::BrowserSolver;

@@ -300,9 +300,12 @@ impl BrowserPool {
             let inst = slot.instance.lock().await.clone();
             if let Some(inst) = inst {
                 if !inst.is_dead() {
-                    let r = tokio::time::timeout(self.config.health_timeout, inst.browser.execute(GetBrowserContextsParams::default()))
-                        .await
-                        .map_err(|_| BrowserError::Deadline)??;
+                    let r = tokio::time::timeout(
+                        self.config.health_timeout,
+                        inst.browser.execute(GetBrowserContextsParams::default()),
+                    )
+                    .await
+                    .map_err(|_| BrowserError::Deadline)??;
                     n += r.result.browser_context_ids.len();
                 }
             }
@@ -355,7 +358,8 @@ impl BrowserPool {
             Err(_) => return Err(if inst.is_dead() { BrowserError::Crashed } else { BrowserError::Deadline }),
         };
         // From here on the page and context are disposed of even if this future is dropped.
-        let mut cleanup = TaskCleanup { inst: Some(inst.clone()), page: Some(page.clone()), ctx: Some(ctx), guard: None };
+        let mut cleanup =
+            TaskCleanup { inst: Some(inst.clone()), page: Some(page.clone()), ctx: Some(ctx), guard: None };
 
         match timeout_at(until, install_guard(&page, self.config.policy.clone())).await {
             Ok(Ok(h)) => cleanup.guard = Some(h),
@@ -425,7 +429,10 @@ impl BrowserPool {
     }
 
     async fn healthy(&self, inst: &Instance) -> bool {
-        matches!(tokio::time::timeout(self.config.health_timeout, inst.browser.execute(GetVersionParams::default())).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(self.config.health_timeout, inst.browser.execute(GetVersionParams::default())).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn launch(&self) -> Result<Instance, BrowserError> {
@@ -488,7 +495,8 @@ impl BrowserPool {
             let inst = slot.instance.lock().await.take();
             if let Some(inst) = inst {
                 let tree = process_tree(inst.pid);
-                let _ = tokio::time::timeout(Duration::from_secs(2), inst.browser.execute(CloseParams::default())).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), inst.browser.execute(CloseParams::default())).await;
                 let until = Instant::now() + Duration::from_secs(3);
                 while tree.iter().any(|p| process_alive(*p)) && Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -604,7 +612,8 @@ fn write_profile_preferences(profile: &Path) -> Result<(), BrowserError> {
     });
     let dir = profile.join("Default");
     std::fs::create_dir_all(&dir).map_err(|e| BrowserError::Launch(format!("profile: {e}")))?;
-    std::fs::write(dir.join("Preferences"), prefs.to_string()).map_err(|e| BrowserError::Launch(format!("profile: {e}")))
+    std::fs::write(dir.join("Preferences"), prefs.to_string())
+        .map_err(|e| BrowserError::Launch(format!("profile: {e}")))
 }
 
 fn write_wrapper(path: &Path, chromium: &Path) -> Result<(), BrowserError> {
@@ -691,7 +700,12 @@ async fn install_guard(page: &Page, policy: NetPolicy) -> Result<JoinHandle<()>,
         while let Some(ev) = events.next().await {
             let url = ev.request.url.clone();
             let key = match captcha_netguard::Url::parse(&url) {
-                Ok(u) => format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+                Ok(u) => format!(
+                    "{}://{}:{}",
+                    u.scheme(),
+                    u.host_str().unwrap_or(""),
+                    u.port_or_known_default().unwrap_or(0)
+                ),
                 Err(_) => url.clone(),
             };
             let allowed = match verdicts.get(&key) {
@@ -846,12 +860,12 @@ mod tests {
     fn wrapper_starts_chromium_under_setpriv_pdeathsig_when_present() {
         let dir = temp_dir("setpriv");
         // A setpriv that records how it was called, then does what setpriv does last: exec the rest.
-        executable(
-            &dir.join("bin/setpriv"),
-            r#"echo "setpriv:$1 $2 $3"; shift 3; exec "$@""#,
-        );
+        executable(&dir.join("bin/setpriv"), r#"echo "setpriv:$1 $2 $3"; shift 3; exec "$@""#);
         let lines = run_wrapper(&dir, &dir.join("bin"));
-        assert_eq!(lines, ["setpriv:--pdeathsig KILL --", "chromium:--flag", "chromium:two words", "chromium:about:blank"]);
+        assert_eq!(
+            lines,
+            ["setpriv:--pdeathsig KILL --", "chromium:--flag", "chromium:two words", "chromium:about:blank"]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -185,7 +185,9 @@ async fn urls_outside_the_policy_are_refused() {
         assert!(matches!(r, Err(BrowserError::Refused(_))), "{url}: {r:?}");
     }
     let loose = pool(config(loopback(), Duration::from_secs(20)));
-    for url in ["file:///etc/passwd", "chrome://version", "javascript:alert(1)", "data:text/html,hi", "ftp://127.0.0.1/"] {
+    for url in
+        ["file:///etc/passwd", "chrome://version", "javascript:alert(1)", "data:text/html,hi", "ftp://127.0.0.1/"]
+    {
         let r = solve_click(&loose, url).await;
         assert!(matches!(r, Err(BrowserError::Refused(_))), "{url}: {r:?}");
     }
@@ -257,7 +259,8 @@ async fn no_chromium_left_after_drop() {
     assert!(tree.len() > 1, "chromium should have child processes: {tree:?}");
     let profile_dirs = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmd = profile_dirs(pids[0]);
-    let dir = cmd.split('\0').find_map(|a| a.strip_prefix("--user-data-dir=")).map(str::to_string).expect("profile dir");
+    let dir =
+        cmd.split('\0').find_map(|a| a.strip_prefix("--user-data-dir=")).map(str::to_string).expect("profile dir");
     drop(pool);
     let until = Instant::now() + Duration::from_secs(5);
     while tree.iter().any(|p| alive(*p)) && Instant::now() < until {
@@ -291,7 +294,8 @@ async fn drivers_on_stand_in_widgets() {
     pool.shutdown().await;
 
     let short = common::pool(config(loopback(), Duration::from_secs(3)));
-    let r = widgets::token_widget(&short, TokenWidget::Turnstile, &site.url("/fake-turnstile-never"), "local-key").await;
+    let r =
+        widgets::token_widget(&short, TokenWidget::Turnstile, &site.url("/fake-turnstile-never"), "local-key").await;
     assert_eq!(r, Err(BrowserError::Unsolvable));
     short.shutdown().await;
 }

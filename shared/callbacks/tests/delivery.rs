@@ -8,12 +8,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use captcha_callbacks::{verify, Deliverer, PingbackConfig, Round, VerifyError, SIGNATURE_HEADER};
 use captcha_core::ports::memory::MemoryStore;
 use captcha_core::ports::{ManualClock, Ports, Queue, SolveError};
 use captcha_core::testkit::{image_request, png, T0};
 use captcha_core::{CaptchaService, Config, Core, ImageOptions, Method, Pool, Protocol, TaskResult};
 use captcha_netguard::NetPolicy;
-use captcha_callbacks::{verify, Deliverer, PingbackConfig, Round, VerifyError, SIGNATURE_HEADER};
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -29,7 +29,12 @@ struct Receiver {
     seen: Mutex<Vec<Seen>>,
 }
 
-async fn receive(State(r): State<Arc<Receiver>>, RawQuery(query): RawQuery, headers: HeaderMap, body: String) -> StatusCode {
+async fn receive(
+    State(r): State<Arc<Receiver>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
     let mut seen = r.seen.lock().expect("lock");
     seen.push(Seen { query, headers, body });
     if seen.len() <= r.fail_first {

@@ -213,12 +213,7 @@ impl Core {
 
         for _ in 0..ID_TRIES {
             let id = new_task_id();
-            match self
-                .ports
-                .accounts
-                .hold(&account.id, id, price, self.config.max_in_flight_per_key, now)
-                .await?
-            {
+            match self.ports.accounts.hold(&account.id, id, price, self.config.max_in_flight_per_key, now).await? {
                 HoldOutcome::Held => {}
                 HoldOutcome::DuplicateTask => continue,
                 HoldOutcome::InsufficientFunds => return Err(ErrorCode::ZeroBalance.into()),
@@ -293,11 +288,8 @@ impl Core {
     /// already routed is re-sent (a crash between the two steps); one for a
     /// task further along is dropped. Returns the messages handled.
     pub async fn route_once(&self) -> Result<usize, StoreError> {
-        let msgs = self
-            .ports
-            .queue
-            .receive(Queue::INTAKE, self.config.route_batch, self.config.visibility_timeout)
-            .await?;
+        let msgs =
+            self.ports.queue.receive(Queue::INTAKE, self.config.route_batch, self.config.visibility_timeout).await?;
         let n = msgs.len();
         let mut to_pool: BTreeMap<Pool, (Vec<String>, Vec<Receipt>)> = BTreeMap::new();
         let mut dropped = Vec::new();
@@ -365,11 +357,7 @@ impl Core {
             Some(Engine::Native) if candidates.contains(&Pool::Native) => return deployed(Pool::Native),
             _ => {}
         }
-        candidates
-            .iter()
-            .copied()
-            .filter(|p| !(*p == Pool::Native && task.needs_browser()))
-            .find_map(deployed)
+        candidates.iter().copied().filter(|p| !(*p == Pool::Native && task.needs_browser())).find_map(deployed)
     }
 
     /// The task a message names; `None` (after a warning) if the body is not
@@ -599,7 +587,12 @@ impl Core {
     /// [`Core::claim`] up to `max` token tasks of `pool`, solve them
     /// concurrently with `solver`, [`Core::finish`] each. Returns the number
     /// of tasks handled.
-    pub async fn solve_tokens_once(&self, pool: Pool, solver: &dyn TokenSolver, max: usize) -> Result<usize, StoreError> {
+    pub async fn solve_tokens_once(
+        &self,
+        pool: Pool,
+        solver: &dyn TokenSolver,
+        max: usize,
+    ) -> Result<usize, StoreError> {
         let claims = self.claim(pool, max).await?;
         let n = claims.len();
         let solves = claims.into_iter().map(|claim| async move {
@@ -632,7 +625,8 @@ impl Core {
         let batch = cfg.sweep_batch;
         let mut report = SweepReport::default();
 
-        for task in self.ports.tasks.stuck(TaskState::Solving, now.saturating_sub(ms(cfg.solve_timeout)), batch).await? {
+        for task in self.ports.tasks.stuck(TaskState::Solving, now.saturating_sub(ms(cfg.solve_timeout)), batch).await?
+        {
             match self.fail_attempt(&task, "solve timed out").await? {
                 Finished::Retrying => report.retried += 1,
                 Finished::Unsolvable => report.gave_up += 1,
@@ -685,11 +679,7 @@ impl Core {
         report.purged = self
             .ports
             .tasks
-            .purge(
-                now.saturating_sub(ms(cfg.result_retention)),
-                now.saturating_sub(ms(cfg.report_window)),
-                batch,
-            )
+            .purge(now.saturating_sub(ms(cfg.result_retention)), now.saturating_sub(ms(cfg.report_window)), batch)
             .await?;
         let keep_holds = ms(cfg.report_window).max(ms(cfg.result_retention)) + ms(cfg.task_deadline);
         self.ports.accounts.purge_holds(now.saturating_sub(keep_holds), batch).await?;
@@ -729,26 +719,18 @@ impl Core {
 
     // ------------------------------------------------------------ poll, report, balance
 
-
     /// One of this key's tasks; another account's task, or none, is
     /// `WrongCaptchaId` (ids are not secrets, so owners must match).
     async fn own_task(&self, key: &str, id: TaskId) -> Result<Task, CoreError> {
         let account = self.account_of(key).await?;
-        Ok(self
-            .ports
-            .tasks
-            .get(id)
-            .await?
-            .filter(|t| t.account == account.id)
-            .ok_or(ErrorCode::WrongCaptchaId)?)
+        Ok(self.ports.tasks.get(id).await?.filter(|t| t.account == account.id).ok_or(ErrorCode::WrongCaptchaId)?)
     }
 
     /// The result of one of this key's tasks.
     pub async fn poll(&self, key: &str, id: TaskId) -> Result<TaskResult, CoreError> {
         let task = self.own_task(key, id).await?;
-        let expired = |t: &Task| {
-            t.ended_ms.is_some_and(|e| self.now() > e.saturating_add(ms(self.config.result_retention)))
-        };
+        let expired =
+            |t: &Task| t.ended_ms.is_some_and(|e| self.now() > e.saturating_add(ms(self.config.result_retention)));
         if task.state.is_terminal() && expired(&task) {
             return Err(ErrorCode::WrongCaptchaId.into());
         }

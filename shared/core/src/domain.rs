@@ -108,11 +108,7 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL
-            .iter()
-            .copied()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| UnknownName(s.to_string()))
+        Method::ALL.iter().copied().find(|m| m.as_str() == s).ok_or_else(|| UnknownName(s.to_string()))
     }
 }
 
@@ -150,11 +146,7 @@ impl fmt::Display for Pool {
 impl FromStr for Pool {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Pool::ALL
-            .iter()
-            .copied()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownName(s.to_string()))
+        Pool::ALL.iter().copied().find(|p| p.as_str() == s).ok_or_else(|| UnknownName(s.to_string()))
     }
 }
 
@@ -190,13 +182,8 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: &'static [TaskState] = &[
-        TaskState::Queued,
-        TaskState::Routed,
-        TaskState::Solving,
-        TaskState::Solved,
-        TaskState::Unsolvable,
-    ];
+    pub const ALL: &'static [TaskState] =
+        &[TaskState::Queued, TaskState::Routed, TaskState::Solving, TaskState::Solved, TaskState::Unsolvable];
 
     pub fn is_terminal(self) -> bool {
         matches!(self, TaskState::Solved | TaskState::Unsolvable)

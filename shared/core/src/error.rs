@@ -104,9 +104,7 @@ impl ErrorCode {
             ImageTypeNotSupported | WrongFileExtension | Upload | CaptchaImageBlocked => {
                 (15, "ERROR_IMAGE_TYPE_NOT_SUPPORTED")
             }
-            WrongIdFormat | WrongCaptchaId | ReportNotRecorded | DuplicateReport => {
-                (16, "ERROR_NO_SUCH_CAPCHA_ID")
-            }
+            WrongIdFormat | WrongCaptchaId | ReportNotRecorded | DuplicateReport => (16, "ERROR_NO_SUCH_CAPCHA_ID"),
             IpBanned => (21, "ERROR_IP_BLOCKED"),
             BadParameters | PageUrl | ProxyFormat | IpAddres => (22, "ERROR_TASK_ABSENT"),
             TaskNotSupported => (23, "ERROR_TASK_NOT_SUPPORTED"),

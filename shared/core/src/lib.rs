@@ -53,8 +53,8 @@ pub use crate::admin::{AccountAdmin, AdminError, CreatedAccount};
 pub use crate::config::Config;
 pub use crate::core::{Claim, Core, CoreError, Finished, SweepReport};
 pub use crate::domain::{
-    new_callback_secret, new_task_id, Account, AccountId, ApiKey, Hold, HoldState, ImageFormat, Method, Pool, Task, TaskParams,
-    TaskState, Transition,
+    new_callback_secret, new_task_id, Account, AccountId, ApiKey, Hold, HoldState, ImageFormat, Method, Pool, Task,
+    TaskParams, TaskState, Transition,
 };
 pub use crate::error::ErrorCode;
 pub use crate::ports::{ImageSolver, Ports, SolveError, StoreError, TokenSolver};

@@ -757,7 +757,6 @@ pub async fn no_overdraft_under_50_concurrent_submits(make: MakePorts) {
     assert_eq!((acc.balance_micros, acc.held_micros, acc.open_holds), (0, 0, 0));
 }
 
-
 // ------------------------------------------------------------------ callbacks, tokens
 
 fn with_pingback(mut req: SubmitRequest, url: &str) -> SubmitRequest {
@@ -886,7 +885,9 @@ pub async fn token_tasks_need_a_browser_pool_and_carry_no_image(make: MakePorts)
     let claim = claims.into_iter().next().expect("claim");
     assert_eq!(w.core.finish(claim, Ok("tok-123".into())).await.expect("finish"), Finished::Solved);
     match w.core.result(&key, id).await {
-        Ok(TaskResult::Solved { method, answer, .. }) => assert_eq!((method, answer.as_str()), (Method::Turnstile, "tok-123")),
+        Ok(TaskResult::Solved { method, answer, .. }) => {
+            assert_eq!((method, answer.as_str()), (Method::Turnstile, "tok-123"))
+        }
         other => panic!("expected solved, got {other:?}"),
     }
     assert_eq!(w.account_of(&key).await.balance_micros, 9 * PRICE);
@@ -956,7 +957,9 @@ pub async fn router_sends_pow_widgets_native_first_then_to_the_browser(make: Mak
     let browser = scripted(vec![Ok("cap-token".into())]);
     assert_eq!(w.core.solve_tokens_once(Pool::Native, &native, 4).await.expect("solve"), 0);
     assert_eq!(w.core.solve_tokens_once(Pool::Browser, &browser, 4).await.expect("solve"), 1);
-    assert!(matches!(w.core.result(&key, id).await, Ok(TaskResult::Solved { ref answer, attempts: 2, .. }) if answer == "cap-token"));
+    assert!(
+        matches!(w.core.result(&key, id).await, Ok(TaskResult::Solved { ref answer, attempts: 2, .. }) if answer == "cap-token")
+    );
 
     // WHEN the client forces the browser THEN the native pool never sees it
     let id = w.core.submit(cap(Some(Engine::Browser))).await.expect("accepted");

@@ -195,8 +195,7 @@ impl AccountStore for EmbeddedStore {
     async fn refund(&self, task: TaskId, now_ms: u64) -> StoreResult<bool> {
         self.write("refund", move |c, _| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((account, amount)) = flip_hold(&tx, task, HoldState::Settled, HoldState::Refunded, now_ms)?
-            else {
+            let Some((account, amount)) = flip_hold(&tx, task, HoldState::Settled, HoldState::Refunded, now_ms)? else {
                 return Ok(false);
             };
             tx.prepare_cached("UPDATE accounts SET balance = balance + ?2 WHERE id = ?1")?
@@ -244,7 +243,9 @@ impl AccountStore for EmbeddedStore {
     async fn set_callback_secret(&self, id: &AccountId, secret: &str) -> StoreResult<bool> {
         let (id, secret) = (id.as_str().to_string(), secret.to_string());
         self.write("set_callback_secret", move |c, _| {
-            Ok(c.prepare_cached("UPDATE accounts SET callback_secret = ?2 WHERE id = ?1")?.execute(params![id, secret])? == 1)
+            Ok(c.prepare_cached("UPDATE accounts SET callback_secret = ?2 WHERE id = ?1")?
+                .execute(params![id, secret])?
+                == 1)
         })
         .await
     }
@@ -252,7 +253,8 @@ impl AccountStore for EmbeddedStore {
     async fn set_pingback_urls(&self, id: &AccountId, urls: &[String]) -> StoreResult<bool> {
         let (id, urls) = (id.as_str().to_string(), urls_json(urls));
         self.write("set_pingback_urls", move |c, _| {
-            Ok(c.prepare_cached("UPDATE accounts SET pingback_urls = ?2 WHERE id = ?1")?.execute(params![id, urls])? == 1)
+            Ok(c.prepare_cached("UPDATE accounts SET pingback_urls = ?2 WHERE id = ?1")?.execute(params![id, urls])?
+                == 1)
         })
         .await
     }

@@ -266,9 +266,5 @@ pub(crate) fn to_u64(v: i64) -> u64 {
 
 /// A value read back that does not decode (e.g. an unknown state number).
 pub(crate) fn corrupt(col: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Integer,
-        format!("unknown {what}").into(),
-    )
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Integer, format!("unknown {what}").into())
 }

@@ -32,8 +32,11 @@ impl TaskQueue for EmbeddedStore {
     async fn send(&self, queue: Queue, body: &str) -> StoreResult<()> {
         let body = body.to_string();
         self.write("send", move |c, now| {
-            c.prepare_cached("INSERT INTO messages(queue, body, visible_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![queue.name(), body, to_i64(now)])?;
+            c.prepare_cached("INSERT INTO messages(queue, body, visible_at) VALUES (?1, ?2, ?3)")?.execute(params![
+                queue.name(),
+                body,
+                to_i64(now)
+            ])?;
             Ok(())
         })
         .await
@@ -47,7 +50,8 @@ impl TaskQueue for EmbeddedStore {
         self.write("send_batch", move |c, now| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
-                let mut stmt = tx.prepare_cached("INSERT INTO messages(queue, body, visible_at) VALUES (?1, ?2, ?3)")?;
+                let mut stmt =
+                    tx.prepare_cached("INSERT INTO messages(queue, body, visible_at) VALUES (?1, ?2, ?3)")?;
                 let name = queue.name();
                 for body in &bodies {
                     stmt.execute(params![name, body, to_i64(now)])?;
@@ -78,8 +82,9 @@ impl TaskQueue for EmbeddedStore {
                 let mut hide = tx.prepare_cached(
                     "UPDATE messages SET visible_at = ?2, receive_count = receive_count + 1 WHERE id = ?1",
                 )?;
-                let mut bury =
-                    tx.prepare_cached("UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0 WHERE id = ?1")?;
+                let mut bury = tx.prepare_cached(
+                    "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0 WHERE id = ?1",
+                )?;
                 // Dead-lettering may use up rows of a batch; look again until
                 // the batch is full or nothing visible is left.
                 loop {

@@ -128,7 +128,8 @@ mod tests {
         assert_eq!(secrets.len(), 2);
         assert!(secrets.iter().all(|(s, urls)| s.starts_with("whsec_") && s.len() == 38 && urls == "[]"));
         assert_ne!(secrets[0].0, secrets[1].0, "each account gets its own secret");
-        let protocol: String = conn.query_row("SELECT protocol FROM tasks WHERE id = 9", [], |r| r.get(0)).expect("task");
+        let protocol: String =
+            conn.query_row("SELECT protocol FROM tasks WHERE id = 9", [], |r| r.get(0)).expect("task");
         assert_eq!(protocol, "classic");
         // Running the migration again changes nothing.
         migrate(&mut conn, &path).expect("idempotent");

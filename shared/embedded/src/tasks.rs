@@ -183,10 +183,8 @@ impl TaskStore for EmbeddedStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM tasks WHERE state = ?1 AND updated_ms < ?2 ORDER BY updated_ms LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(
-                params![state.as_i64(), to_i64(updated_before_ms), to_i64(limit as u64)],
-                task_from_row,
-            )?;
+            let rows = stmt
+                .query_map(params![state.as_i64(), to_i64(updated_before_ms), to_i64(limit as u64)], task_from_row)?;
             rows.collect()
         })
         .await

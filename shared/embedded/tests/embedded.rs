@@ -225,8 +225,5 @@ async fn accepted_tasks_survive_kill_9_and_finish_after_restart() {
         assert!(matches!(core.result(&key, *id).await, Ok(TaskResult::Solved { .. })), "task {id} not solved");
     }
     let acc = core.admin().find_by_key(&key).await.expect("find").expect("account");
-    assert_eq!(
-        (acc.balance_micros, acc.held_micros, acc.open_holds),
-        ((100 - CHILD_TASKS as u64) * PRICE, 0, 0)
-    );
+    assert_eq!((acc.balance_micros, acc.held_micros, acc.open_holds), ((100 - CHILD_TASKS as u64) * PRICE, 0, 0));
 }

@@ -124,10 +124,8 @@ impl Settings {
 
         let net_policy = match get("CAPTCHA_ALLOW_PRIVATE_NETWORK") {
             None => NetPolicy::strict(),
-            Some(v) => NetPolicy::parse_list(&v).map_err(|reason| EnvError::Invalid {
-                name: "CAPTCHA_ALLOW_PRIVATE_NETWORK".into(),
-                reason,
-            })?,
+            Some(v) => NetPolicy::parse_list(&v)
+                .map_err(|reason| EnvError::Invalid { name: "CAPTCHA_ALLOW_PRIVATE_NETWORK".into(), reason })?,
         };
         Ok(Settings { core, net_policy, browser })
     }
@@ -178,7 +176,10 @@ mod tests {
         assert_eq!(s.core.task_deadline, Duration::from_secs(60));
         assert_eq!(s.core.hold_repair_after, Duration::from_secs(120));
         let b = s.browser.clone().unwrap();
-        assert_eq!((b.chromium, b.pages, b.deadline, b.sandbox), ("/opt/chromium/chromium".into(), 3, Duration::from_secs(60), Some(false)));
+        assert_eq!(
+            (b.chromium, b.pages, b.deadline, b.sandbox),
+            ("/opt/chromium/chromium".into(), 3, Duration::from_secs(60), Some(false))
+        );
         assert_eq!(b.host_resolver_rules, None);
         let bad = settings(&[("CAPTCHA_CHROMIUM_PATH", "/c"), ("CAPTCHA_CHROMIUM_SANDBOX", "maybe")]);
         assert!(matches!(bad, Err(EnvError::Invalid { .. })));

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
-use captcha_core::{Core, Finished, ImageSolver, Method, Pool, SolveError, SweepReport, TokenOptions, TokenSolver};
 use captcha_callbacks::{Attempt, Deliverer};
+use captcha_core::{Core, Finished, ImageSolver, Method, Pool, SolveError, SweepReport, TokenOptions, TokenSolver};
 
 use crate::sqs::{message_of, Verdict};
 
@@ -82,8 +82,8 @@ pub struct BrowserQueueSolver {
 #[async_trait]
 impl TokenSolver for BrowserQueueSolver {
     async fn solve(&self, method: Method, options: &TokenOptions) -> Result<String, SolveError> {
-        let native_first = matches!(method, Method::Altcha | Method::Cap)
-            && options.engine != Some(captcha_core::Engine::Browser);
+        let native_first =
+            matches!(method, Method::Altcha | Method::Cap) && options.engine != Some(captcha_core::Engine::Browser);
         if native_first {
             if let Some(native) = &self.native {
                 // With engine=native the outcome stands as it is: the core's
@@ -98,10 +98,9 @@ impl TokenSolver for BrowserQueueSolver {
         }
         match &self.browser {
             Some(browser) => browser.solve(method, options).await,
-            None => Err(SolveError::Unsolvable(format!(
-                "{} needs a browser; this deployment has none",
-                method.as_str()
-            ))),
+            None => {
+                Err(SolveError::Unsolvable(format!("{} needs a browser; this deployment has none", method.as_str())))
+            }
         }
     }
 }

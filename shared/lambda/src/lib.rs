@@ -25,7 +25,7 @@ pub mod http;
 pub mod runtime;
 pub mod sqs;
 
+pub use captcha_core::{ImageSolver, TokenSolver};
 pub use config::{BrowserSettings, Settings};
 pub use runtime::{run_scheduled, run_sqs, Error, Init};
 pub use sqs::{handle_batch, Verdict};
-pub use captcha_core::{ImageSolver, TokenSolver};

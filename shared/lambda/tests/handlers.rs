@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use captcha_callbacks::{Deliverer, PingbackConfig};
 use captcha_core::ports::memory::MemoryStore;
 use captcha_core::ports::{ManualClock, Ports, Queue};
 use captcha_core::testkit::{image_request, png, World, T0};
@@ -16,7 +17,6 @@ use captcha_core::{
 use captcha_lambda::handlers::{self, BrowserQueueSolver};
 use captcha_lambda::{handle_batch, Settings, Verdict};
 use captcha_netguard::NetPolicy;
-use captcha_callbacks::{Deliverer, PingbackConfig};
 
 fn make(clock: Arc<ManualClock>) -> (Ports, captcha_core::testkit::Guard) {
     let store = Arc::new(MemoryStore::new(clock.clone()));
@@ -124,9 +124,8 @@ async fn a_panicking_solver_is_a_failed_attempt_retried_via_intake() {
     let id = w.submit(&key).await.expect("accepted");
     handlers::route(&w.core, &take(&w, Queue::INTAKE).await).await;
     let ocr = take(&w, Queue::pool(Pool::Ocr)).await;
-    let panics: Arc<dyn captcha_core::ImageSolver> = Arc::new(|_: &[u8], _: &ImageOptions| -> Result<String, SolveError> {
-        panic!("model bug")
-    });
+    let panics: Arc<dyn captcha_core::ImageSolver> =
+        Arc::new(|_: &[u8], _: &ImageOptions| -> Result<String, SolveError> { panic!("model bug") });
     let out = handlers::solve_image_outcome(&w.core, panics, &ocr).await.expect("store");
     assert_eq!(out, Some(Finished::Retrying));
     assert_eq!(w.task(id).await.state, TaskState::Queued);
@@ -142,8 +141,22 @@ impl TokenSolver for Fixed {
 }
 
 async fn token_task(w: &World, key: &str, method: Method) -> captcha_core::TaskId {
-    let spec = TaskSpec::Token { method, options: TokenOptions { page_url: "https://example.com/".into(), site_key: Some("k".into()), ..Default::default() } };
-    let req = SubmitRequest { key: key.into(), spec, pingback: None, protocol: Protocol::Classic, soft_id: None, client_ip: None };
+    let spec = TaskSpec::Token {
+        method,
+        options: TokenOptions {
+            page_url: "https://example.com/".into(),
+            site_key: Some("k".into()),
+            ..Default::default()
+        },
+    };
+    let req = SubmitRequest {
+        key: key.into(),
+        spec,
+        pingback: None,
+        protocol: Protocol::Classic,
+        soft_id: None,
+        client_ip: None,
+    };
     w.core.submit(req).await.expect("accepted")
 }
 
@@ -157,19 +170,20 @@ async fn browser_queue_runs_native_first_and_without_a_browser_gives_up_at_once(
     for _ in 0..3 {
         handlers::route(&w.core, &take(&w, Queue::INTAKE).await).await;
     }
-    let solver = BrowserQueueSolver {
-        native: Some(Arc::new(Fixed(Ok("pow-token".into())))),
-        browser: None,
-    };
+    let solver = BrowserQueueSolver { native: Some(Arc::new(Fixed(Ok("pow-token".into())))), browser: None };
     for _ in 0..3 {
-        assert_eq!(handlers::solve_token(&w.core, &solver, &take(&w, Queue::pool(Pool::Browser)).await).await, Verdict::Ack);
+        assert_eq!(
+            handlers::solve_token(&w.core, &solver, &take(&w, Queue::pool(Pool::Browser)).await).await,
+            Verdict::Ack
+        );
     }
     assert_eq!(w.task(altcha).await.answer.as_deref(), Some("pow-token"));
     assert_eq!(w.task(cap).await.state, TaskState::Solved);
     assert_eq!(w.task(turnstile).await.state, TaskState::Unsolvable);
 
     // Native finds the page needs scripts run: no browser deployed → unsolvable, not retried.
-    let needs = BrowserQueueSolver { native: Some(Arc::new(Fixed(Err(SolveError::NeedsBrowser("js".into()))))), browser: None };
+    let needs =
+        BrowserQueueSolver { native: Some(Arc::new(Fixed(Err(SolveError::NeedsBrowser("js".into()))))), browser: None };
     let id = token_task(&w, &key, Method::Altcha).await;
     handlers::route(&w.core, &take(&w, Queue::INTAKE).await).await;
     let out = handlers::solve_token_outcome(&w.core, &needs, &take(&w, Queue::pool(Pool::Browser)).await).await;
@@ -223,10 +237,7 @@ async fn a_batch_acknowledges_poison_and_good_records_alike() {
     let mut good = take(&w, Queue::INTAKE).await;
     good.message_id = Some("b".into());
     let mut event = SqsEvent::default();
-    event.records = vec![
-        record("a", "garbage", "r1", 1),
-        good,
-    ];
+    event.records = vec![record("a", "garbage", "r1", 1), good];
     let core = w.core.clone();
     let resp = handle_batch(event, 4, |r| {
         let core = core.clone();
@@ -256,10 +267,19 @@ impl captcha_core::ports::TaskStore for DownTasks {
     async fn image(&self, _: captcha_core::TaskId) -> captcha_core::ports::StoreResult<Option<Vec<u8>>> {
         down()
     }
-    async fn transition(&self, _: captcha_core::TaskId, _: &captcha_core::Transition) -> captcha_core::ports::StoreResult<bool> {
+    async fn transition(
+        &self,
+        _: captcha_core::TaskId,
+        _: &captcha_core::Transition,
+    ) -> captcha_core::ports::StoreResult<bool> {
         down()
     }
-    async fn set_report(&self, _: captcha_core::TaskId, _: captcha_core::Report, _: u64) -> captcha_core::ports::StoreResult<bool> {
+    async fn set_report(
+        &self,
+        _: captcha_core::TaskId,
+        _: captcha_core::Report,
+        _: u64,
+    ) -> captcha_core::ports::StoreResult<bool> {
         down()
     }
     async fn stuck(&self, _: TaskState, _: u64, _: usize) -> captcha_core::ports::StoreResult<Vec<captcha_core::Task>> {
@@ -361,7 +381,10 @@ async fn with_a_browser_the_queue_falls_back_to_it_unless_native_is_forced() {
         native: Some(Arc::new(Fixed(Ok("pow-token".into())))),
         browser: Some(Arc::new(Fixed(Ok("browser-token".into())))),
     };
-    assert_eq!(both.solve(Method::Altcha, &opts(Some(captcha_core::Engine::Browser))).await, Ok("browser-token".into()));
+    assert_eq!(
+        both.solve(Method::Altcha, &opts(Some(captcha_core::Engine::Browser))).await,
+        Ok("browser-token".into())
+    );
     assert_eq!(both.solve(Method::Altcha, &opts(None)).await, Ok("pow-token".into()));
     // Widgets without a native solver go straight to the browser.
     assert_eq!(both.solve(Method::Turnstile, &opts(None)).await, Ok("browser-token".into()));

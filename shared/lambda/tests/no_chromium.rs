@@ -16,13 +16,20 @@ use serde_json::{json, Value};
 use widget_site::WidgetSite;
 
 fn loopback_client() -> GuardedClient {
-    GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8").expect("policy"), Duration::from_secs(20), "no-chromium-test")
-        .expect("client")
+    GuardedClient::new(
+        NetPolicy::parse_list("127.0.0.0/8").expect("policy"),
+        Duration::from_secs(20),
+        "no-chromium-test",
+    )
+    .expect("client")
 }
 
 /// As `captcha-solve-browser` builds it when `CAPTCHA_CHROMIUM_PATH` is unset.
 fn solver_without_chromium() -> BrowserQueueSolver {
-    BrowserQueueSolver { native: Some(Arc::new(NativeSolver::new(loopback_client(), SolveOptions::default()))), browser: None }
+    BrowserQueueSolver {
+        native: Some(Arc::new(NativeSolver::new(loopback_client(), SolveOptions::default()))),
+        browser: None,
+    }
 }
 
 fn on(page_url: String, engine: Option<Engine>) -> TokenOptions {
@@ -40,7 +47,8 @@ async fn site_accepts(site: &WidgetSite, path: &str, body: Value) -> bool {
 async fn proof_of_work_widgets_are_still_solved_natively() {
     let site = WidgetSite::install_and_start().unwrap_or_else(|e| panic!("{e}"));
     let solver = solver_without_chromium();
-    let altcha = solver.solve(Method::Altcha, &on(format!("{}/altcha-v1", site.base()), None)).await.expect("altcha token");
+    let altcha =
+        solver.solve(Method::Altcha, &on(format!("{}/altcha-v1", site.base()), None)).await.expect("altcha token");
     assert!(site_accepts(&site, "/altcha/verify", json!({ "payload": altcha })).await, "ALTCHA token refused");
     let cap = solver.solve(Method::Cap, &on(format!("{}/cap", site.base()), None)).await.expect("cap token");
     assert!(site_accepts(&site, "/cap/verify", json!({ "token": cap })).await, "Cap token refused");
@@ -67,6 +75,7 @@ async fn what_needs_a_browser_is_unsolvable_at_once() {
 #[tokio::test]
 async fn a_forced_native_task_keeps_the_native_outcome() {
     let site = WidgetSite::install_and_start().unwrap_or_else(|e| panic!("{e}"));
-    let r = solver_without_chromium().solve(Method::Cap, &on(format!("{}/plain", site.base()), Some(Engine::Native))).await;
+    let r =
+        solver_without_chromium().solve(Method::Cap, &on(format!("{}/plain", site.base()), Some(Engine::Native))).await;
     assert!(matches!(r, Err(SolveError::NeedsBrowser(_))), "{r:?}");
 }

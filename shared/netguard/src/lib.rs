@@ -206,10 +206,8 @@ impl NetPolicy {
     }
 
     async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, NetError> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|_| NetError::Unresolved(host.to_string()))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            tokio::net::lookup_host((host, port)).await.map_err(|_| NetError::Unresolved(host.to_string()))?.collect();
         if addrs.is_empty() {
             return Err(NetError::Unresolved(host.to_string()));
         }
@@ -230,7 +228,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs = policy.lookup(&host, 0).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            let addrs =
+                policy.lookup(&host, 0).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -289,9 +288,24 @@ mod tests {
     #[test]
     fn special_ranges_are_recognised() {
         for s in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "255.255.255.255", "224.0.0.1", "198.18.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "fd00:ec2::254",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "fd00:ec2::254",
         ] {
             assert!(is_special(ip(s)), "{s} should be special");
         }
@@ -356,11 +370,13 @@ mod tests {
         let strict = GuardedClient::new(NetPolicy::strict(), Duration::from_secs(2), "t").expect("client");
         assert!(matches!(strict.get(&format!("http://{addr}/ok")), Err(NetError::Refused(_))));
         // A name that resolves to loopback is refused at connect time.
-        let by_name = strict.get(&format!("http://localhost:{}/ok", addr.port())).expect("name passes the literal check");
+        let by_name =
+            strict.get(&format!("http://localhost:{}/ok", addr.port())).expect("name passes the literal check");
         assert!(by_name.send().await.is_err());
 
-        let allowed = GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8").expect("list"), Duration::from_secs(2), "t")
-            .expect("client");
+        let allowed =
+            GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8").expect("list"), Duration::from_secs(2), "t")
+                .expect("client");
         let body = allowed.get(&format!("http://{addr}/ok")).expect("allowed").send().await.expect("send");
         assert_eq!(body.text().await.expect("text"), "fine");
         let hop = allowed.get(&format!("http://{addr}/hop")).expect("allowed").send().await.expect("send");

@@ -13,12 +13,9 @@ use captcha_ocr::{CellReader, Charset, ImageLimits};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ocr_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::args()
-        .nth(1)
-        .map_or_else(|| ocr_dir.join("model-cells"), Into::into);
+    let dir = std::env::args().nth(1).map_or_else(|| ocr_dir.join("model-cells"), Into::into);
     let reader = CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?;
-    let main: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ocr_dir.join("model/model.json"))?)?;
+    let main: serde_json::Value = serde_json::from_slice(&std::fs::read(ocr_dir.join("model/model.json"))?)?;
     let map = reader.map_onto(&Charset::new(main["charset"].as_str().unwrap_or_default())?)?;
     let val = ocr_dir.join("validation/multicolor");
     let mut images = Vec::new();
@@ -27,11 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             images.push(decode_rgb(&std::fs::read(val.join(file))?, &ImageLimits::default())?);
         }
     }
-    let cells: usize = images
-        .iter()
-        .filter_map(|rgb| split(rgb, reader.spec()))
-        .map(|s| s.columns.len())
-        .sum();
+    let cells: usize = images.iter().filter_map(|rgb| split(rgb, reader.spec())).map(|s| s.columns.len()).sum();
     for rgb in images.iter().take(20) {
         reader.read(rgb, &map)?;
     }

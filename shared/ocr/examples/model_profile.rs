@@ -10,15 +10,10 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::eval;
 
 fn main() -> TractResult<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/model").into());
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("{dir}/model.json"))?)?;
-    let (h, w) = (
-        spec["input_height"].as_u64().unwrap_or(0) as usize,
-        spec["input_width"].as_u64().unwrap_or(0) as usize,
-    );
+    let dir = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/model").into());
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{dir}/model.json"))?)?;
+    let (h, w) =
+        (spec["input_height"].as_u64().unwrap_or(0) as usize, spec["input_width"].as_u64().unwrap_or(0) as usize);
     let plan = tract_onnx::onnx()
         .model_for_path(format!("{dir}/captcha.onnx"))?
         .with_input_fact(0, f32::fact([1, 1, h, w]).into())?
@@ -34,20 +29,14 @@ fn main() -> TractResult<()> {
     for _ in 0..runs {
         plan.run(tvec!(input.clone()))?;
     }
-    println!(
-        "plan.run (fresh state): {:.3} ms/run",
-        t.elapsed().as_secs_f64() * 1e3 / runs as f64
-    );
+    println!("plan.run (fresh state): {:.3} ms/run", t.elapsed().as_secs_f64() * 1e3 / runs as f64);
 
     let mut state = plan.spawn()?;
     let t = Instant::now();
     for _ in 0..runs {
         state.run(tvec!(input.clone()))?;
     }
-    println!(
-        "state.run (reused):     {:.3} ms/run",
-        t.elapsed().as_secs_f64() * 1e3 / runs as f64
-    );
+    println!("state.run (reused):     {:.3} ms/run", t.elapsed().as_secs_f64() * 1e3 / runs as f64);
 
     let mut times: HashMap<usize, Duration> = HashMap::new();
     for _ in 0..runs {
@@ -62,10 +51,7 @@ fn main() -> TractResult<()> {
     let mut rows: Vec<_> = times.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     let total: Duration = rows.iter().map(|r| r.1).sum();
-    println!(
-        "per node (total {:.3} ms/run):",
-        total.as_secs_f64() * 1e3 / runs as f64
-    );
+    println!("per node (total {:.3} ms/run):", total.as_secs_f64() * 1e3 / runs as f64);
     for (id, d) in rows.iter().take(25) {
         let node = model.node(*id);
         println!(

@@ -88,8 +88,8 @@ impl CellReader {
 
     /// Loads the model, checks its `model.json` and runs it once.
     pub fn from_bytes(onnx: &[u8], json: &[u8]) -> Result<CellReader, OcrError> {
-        let spec: CellSpec = serde_json::from_slice(json)
-            .map_err(|e| OcrError::Model(format!("cells model.json: {e}")))?;
+        let spec: CellSpec =
+            serde_json::from_slice(json).map_err(|e| OcrError::Model(format!("cells model.json: {e}")))?;
         let glyphs = spec.charset.chars().count();
         if spec.not_a_glyph as usize != glyphs {
             return Err(OcrError::Model(format!(
@@ -111,9 +111,7 @@ impl CellReader {
         let s = spec.cell_size as usize;
         let plan = plan_for(onnx, [1, 3, s, s]).map_err(|e| OcrError::Model(format!("cells: {e:#}")))?;
         let reader = CellReader { plan, spec };
-        let probe = reader
-            .classify(&vec![0.0; 3 * s * s])
-            .map_err(|e| OcrError::Model(format!("cells: {e}")))?;
+        let probe = reader.classify(&vec![0.0; 3 * s * s]).map_err(|e| OcrError::Model(format!("cells: {e}")))?;
         if probe.len() != glyphs + 1 {
             return Err(OcrError::Model(format!(
                 "cells: the model has {} classes, the charset {} + 1",
@@ -133,9 +131,7 @@ impl CellReader {
         let s = self.spec.cell_size as usize;
         let tensor = Tensor::from_shape(&[1, 3, s, s], input).map_err(OcrError::Inference)?;
         let outputs = self.plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| OcrError::Model("cells: the model has no output".into()))?;
+        let output = outputs.first().ok_or_else(|| OcrError::Model("cells: the model has no output".into()))?;
         let data = output
             .to_plain_array_view::<f32>()
             .map_err(|e| OcrError::Model(format!("cells: output is not f32: {e}")))?;
@@ -150,9 +146,9 @@ impl CellReader {
             .charset
             .chars()
             .map(|c| {
-                charset.class_of(c).ok_or_else(|| {
-                    OcrError::Model(format!("the cell model reads {c:?}, which the main charset lacks"))
-                })
+                charset
+                    .class_of(c)
+                    .ok_or_else(|| OcrError::Model(format!("the cell model reads {c:?}, which the main charset lacks")))
             })
             .collect::<Result<_, _>>()?;
         Ok(CellMap { to_main, classes: charset.classes() })
@@ -172,16 +168,10 @@ impl CellReader {
         for cell in 0..strip.columns.len() {
             let mut bytes = cell_u8(rgb, &strip, cell, self.spec.cell_size);
             features(&mut bytes);
-            let input: Vec<f32> = bytes
-                .iter()
-                .map(|&v| (f32::from(v) / 255.0 - self.spec.mean) / self.spec.std)
-                .collect();
+            let input: Vec<f32> =
+                bytes.iter().map(|&v| (f32::from(v) / 255.0 - self.spec.mean) / self.spec.std).collect();
             let lp = self.classify(&input)?;
-            let best = lp
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(k, _)| k);
+            let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k);
             if best == Some(self.spec.not_a_glyph as usize) {
                 not_glyphs += 1;
                 if 2 * not_glyphs >= strip.columns.len() {

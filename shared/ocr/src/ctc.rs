@@ -73,10 +73,7 @@ impl Charset {
     pub fn new(charset: &str) -> Result<Self, OcrError> {
         let chars: Vec<char> = charset.chars().collect();
         if chars.is_empty() || chars.len() > usize::from(u8::MAX) {
-            return Err(OcrError::Model(format!(
-                "the charset has {} characters; 1 to 255 expected",
-                chars.len()
-            )));
+            return Err(OcrError::Model(format!("the charset has {} characters; 1 to 255 expected", chars.len())));
         }
         for (i, c) in chars.iter().enumerate() {
             if chars[..i].contains(c) {
@@ -118,11 +115,7 @@ impl LogProbs {
                 data.len()
             )));
         }
-        Ok(LogProbs {
-            steps,
-            classes,
-            data,
-        })
+        Ok(LogProbs { steps, classes, data })
     }
 
     pub fn steps(&self) -> usize {
@@ -147,11 +140,7 @@ impl LogProbs {
 /// Errors with [`OcrError::NoValidAnswer`] when no sequence the search found
 /// is valid (an empty reading is never valid), and with [`OcrError::Model`]
 /// when the matrix and the charset disagree on the class count.
-pub fn decode(
-    log_probs: &LogProbs,
-    charset: &Charset,
-    constraints: &Constraints,
-) -> Result<Answer, OcrError> {
+pub fn decode(log_probs: &LogProbs, charset: &Charset, constraints: &Constraints) -> Result<Answer, OcrError> {
     if log_probs.classes() != charset.classes() {
         return Err(OcrError::Model(format!(
             "the model has {} classes, the charset {}",
@@ -201,21 +190,12 @@ pub fn decode(
 
     let raw: String = label.iter().map(|&k| charset.char_of(k)).collect();
     let confidence = ctc_log_likelihood(&scored, &label).exp().clamp(0.0, 1.0);
-    let mut text = if constraints.calc {
-        evaluate_calc(&raw)
-            .ok_or(OcrError::NoValidAnswer)?
-            .to_string()
-    } else {
-        raw.clone()
-    };
+    let mut text =
+        if constraints.calc { evaluate_calc(&raw).ok_or(OcrError::NoValidAnswer)?.to_string() } else { raw.clone() };
     if !constraints.case_sensitive {
         text = text.to_lowercase();
     }
-    Ok(Answer {
-        text,
-        confidence,
-        raw,
-    })
+    Ok(Answer { text, confidence, raw })
 }
 
 /// Which character kinds a class is.
@@ -294,17 +274,7 @@ impl Rules {
             let max = (c.max_len > 0).then_some(usize::from(c.max_len));
             (c.numeric, usize::from(c.min_len).max(1), max)
         };
-        Rules {
-            kinds,
-            chars,
-            allowed,
-            case_pairs,
-            numeric,
-            min_len,
-            max_len,
-            calc: c.calc,
-            phrase: c.phrase,
-        }
+        Rules { kinds, chars, allowed, case_pairs, numeric, min_len, max_len, calc: c.calc, phrase: c.phrase }
     }
 
     /// Whether masking alone cannot guarantee a valid best path.
@@ -478,10 +448,7 @@ struct Score {
 }
 
 impl Score {
-    const NONE: Score = Score {
-        blank: f32::NEG_INFINITY,
-        last: f32::NEG_INFINITY,
-    };
+    const NONE: Score = Score { blank: f32::NEG_INFINITY, last: f32::NEG_INFINITY };
 
     fn total(self) -> f32 {
         log_add(self.blank, self.last)
@@ -515,20 +482,10 @@ struct Node {
 fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Vec<u8>> {
     let pruned = search == Search::Pruned;
     let steps = lp.steps();
-    let mut nodes = vec![Node {
-        parent: 0,
-        class: 0,
-        prefix: rules.start(),
-    }];
+    let mut nodes = vec![Node { parent: 0, class: 0, prefix: rules.start() }];
     // (parent, class) -> child, or u32::MAX when that extension is not viable.
     let mut children: HashMap<(u32, u8), u32> = HashMap::new();
-    let mut beam: Vec<(u32, Score)> = vec![(
-        0,
-        Score {
-            blank: 0.0,
-            last: f32::NEG_INFINITY,
-        },
-    )];
+    let mut beam: Vec<(u32, Score)> = vec![(0, Score { blank: 0.0, last: f32::NEG_INFINITY })];
     // Scores of the prefixes reached at this step, by node id, and which
     // ids were touched (a dense table beats hashing on this hot path).
     let mut next: Vec<Score> = vec![Score::NONE];
@@ -571,11 +528,7 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
                 // Classes are < 256: `Charset::new` caps the charset at 255.
                 let class = k as u8;
                 // A repeated character needs a blank between the two.
-                let from = if last == Some(class) {
-                    score.blank
-                } else {
-                    total
-                };
+                let from = if last == Some(class) { score.blank } else { total };
                 let extended_score = from + row[k];
                 if extended_score < threshold {
                     if last == Some(class) {
@@ -588,11 +541,7 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
                     let extended = rules.extend(&nodes[id as usize].prefix, class);
                     match extended {
                         Some(prefix) => {
-                            nodes.push(Node {
-                                parent: id,
-                                class,
-                                prefix,
-                            });
+                            nodes.push(Node { parent: id, class, prefix });
                             (nodes.len() - 1) as u32
                         }
                         None => u32::MAX,
@@ -609,8 +558,7 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
         beam.clear();
         for id in touched.drain(..) {
             let score = std::mem::replace(&mut next[id as usize], Score::NONE);
-            let long_enough =
-                usize::from(nodes[id as usize].prefix.len) + remaining >= rules.min_len;
+            let long_enough = usize::from(nodes[id as usize].prefix.len) + remaining >= rules.min_len;
             if score.total() > f32::NEG_INFINITY && long_enough {
                 beam.push((id, score));
             }
@@ -625,11 +573,7 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
             // unlikely ones that will.
             let (mut complete, mut open) = (0, 0);
             beam.retain(|(id, _)| {
-                let n = if rules.complete(&nodes[*id as usize].prefix) {
-                    &mut complete
-                } else {
-                    &mut open
-                };
+                let n = if rules.complete(&nodes[*id as usize].prefix) { &mut complete } else { &mut open };
                 *n += 1;
                 *n <= BEAM_WIDTH
             });
@@ -653,16 +597,10 @@ fn prefix_beam_search(lp: &LogProbs, rules: &Rules, search: Search) -> Option<Ve
 /// `log P(label | x)` summed over all CTC alignments (the forward algorithm).
 fn ctc_log_likelihood(lp: &LogProbs, label: &[u8]) -> f32 {
     if lp.steps() == 0 {
-        return if label.is_empty() {
-            0.0
-        } else {
-            f32::NEG_INFINITY
-        };
+        return if label.is_empty() { 0.0 } else { f32::NEG_INFINITY };
     }
     // Extended label: blank, l1, blank, l2, ..., blank.
-    let ext: Vec<usize> = std::iter::once(0)
-        .chain(label.iter().flat_map(|&k| [usize::from(k), 0]))
-        .collect();
+    let ext: Vec<usize> = std::iter::once(0).chain(label.iter().flat_map(|&k| [usize::from(k), 0])).collect();
     let mut alpha = vec![f32::NEG_INFINITY; ext.len()];
     let first = lp.row(0);
     alpha[0] = first[0];
@@ -739,11 +677,7 @@ mod tests {
         for step in steps {
             let mut row = vec![1e-6f32; classes];
             for &(c, p) in step.iter() {
-                let k = if c == '_' {
-                    0
-                } else {
-                    cs.class_of(c).expect("char in charset")
-                };
+                let k = if c == '_' { 0 } else { cs.class_of(c).expect("char in charset") };
                 row[k] = p;
             }
             let sum: f32 = row.iter().sum();
@@ -768,10 +702,7 @@ mod tests {
     }
 
     fn cs() -> Constraints {
-        Constraints {
-            case_sensitive: true,
-            ..Constraints::default()
-        }
+        Constraints { case_sensitive: true, ..Constraints::default() }
     }
 
     #[test]
@@ -801,11 +732,7 @@ mod tests {
         // Two equally likely readings of the one character: about one half each.
         let steps = vec![vec![('k', 0.5), ('x', 0.5)]];
         let answer = run(&steps, cs()).expect("answer");
-        assert!(
-            (answer.confidence - 0.5).abs() < 0.01,
-            "{}",
-            answer.confidence
-        );
+        assert!((answer.confidence - 0.5).abs() < 0.01, "{}", answer.confidence);
     }
 
     #[test]
@@ -820,20 +747,13 @@ mod tests {
             row
         })
         .expect("matrix");
-        assert!(matches!(
-            decode(&lp, &charset(), &cs()),
-            Err(OcrError::NoValidAnswer)
-        ));
+        assert!(matches!(decode(&lp, &charset(), &cs()), Err(OcrError::NoValidAnswer)));
     }
 
     #[test]
     fn numeric_1_reads_only_digits() {
         // GIVEN an O that could be a 0, an l that could be a 1
-        let steps = vec![
-            vec![('O', 0.6), ('0', 0.4)],
-            vec![('_', 0.9)],
-            vec![('l', 0.7), ('1', 0.3)],
-        ];
+        let steps = vec![vec![('O', 0.6), ('0', 0.4)], vec![('_', 0.9)], vec![('l', 0.7), ('1', 0.3)]];
         assert_eq!(run(&steps, cs()).expect("any").text, "Ol");
         let digits = Constraints { numeric: 1, ..cs() };
         assert_eq!(run(&steps, digits).expect("digits").text, "01");
@@ -841,11 +761,7 @@ mod tests {
 
     #[test]
     fn numeric_2_reads_only_letters() {
-        let steps = vec![
-            vec![('5', 0.6), ('S', 0.4)],
-            vec![('_', 0.9)],
-            vec![('8', 0.7), ('B', 0.3)],
-        ];
+        let steps = vec![vec![('5', 0.6), ('S', 0.4)], vec![('_', 0.9)], vec![('8', 0.7), ('B', 0.3)]];
         assert_eq!(run(&steps, cs()).expect("any").text, "58");
         let letters = Constraints { numeric: 2, ..cs() };
         assert_eq!(run(&steps, letters).expect("letters").text, "SB");
@@ -900,21 +816,13 @@ mod tests {
 
     #[test]
     fn min_len_keeps_a_faint_character() {
-        let steps = vec![
-            vec![('a', 0.9)],
-            vec![('_', 0.9)],
-            vec![('_', 0.6), ('x', 0.4)],
-            vec![('_', 0.9)],
-            vec![('b', 0.9)],
-        ];
+        let steps =
+            vec![vec![('a', 0.9)], vec![('_', 0.9)], vec![('_', 0.6), ('x', 0.4)], vec![('_', 0.9)], vec![('b', 0.9)]];
         assert_eq!(run(&steps, cs()).expect("any").text, "ab");
         let long = Constraints { min_len: 3, ..cs() };
         assert_eq!(run(&steps, long).expect("min 3").text, "axb");
         let too_long = Constraints { min_len: 9, ..cs() };
-        assert!(matches!(
-            run(&steps, too_long),
-            Err(OcrError::NoValidAnswer)
-        ));
+        assert!(matches!(run(&steps, too_long), Err(OcrError::NoValidAnswer)));
     }
 
     #[test]
@@ -924,13 +832,7 @@ mod tests {
         let classes = charset().classes();
         let x = charset().class_of('x').expect("x");
         let mut data = Vec::new();
-        for (t, char_at) in [
-            (0, Some('a')),
-            (1, None),
-            (2, None),
-            (3, None),
-            (4, Some('b')),
-        ] {
+        for (t, char_at) in [(0, Some('a')), (1, None), (2, None), (3, None), (4, Some('b'))] {
             let mut row = vec![-60.0f32; classes];
             match char_at {
                 Some(c) => row[charset().class_of(c).expect("char")] = 0.0,
@@ -948,10 +850,7 @@ mod tests {
         assert_eq!(answer.text, "axb");
         assert!(answer.confidence < 1e-9, "{}", answer.confidence);
         let too_long = Constraints { min_len: 6, ..cs() };
-        assert!(matches!(
-            decode(&lp, &charset(), &too_long),
-            Err(OcrError::NoValidAnswer)
-        ));
+        assert!(matches!(decode(&lp, &charset(), &too_long), Err(OcrError::NoValidAnswer)));
     }
 
     #[test]
@@ -986,11 +885,7 @@ mod tests {
     #[test]
     fn a_repeated_character_needs_a_blank_between() {
         // GIVEN "ll" read as one long l: min_len 2 must find the blank-separated reading
-        let steps = vec![
-            vec![('l', 0.9)],
-            vec![('l', 0.6), ('_', 0.4)],
-            vec![('l', 0.9)],
-        ];
+        let steps = vec![vec![('l', 0.9)], vec![('l', 0.6), ('_', 0.4)], vec![('l', 0.9)]];
         assert_eq!(run(&steps, cs()).expect("any").text, "l");
         let two = Constraints { min_len: 2, ..cs() };
         assert_eq!(run(&steps, two).expect("min 2").text, "ll");
@@ -1009,22 +904,10 @@ mod tests {
         spaced.extend(clear("cd"));
         assert_eq!(run(&spaced, cs()).expect("phrase 0").text, "abcd");
         assert_eq!(run(&steps, cs()).expect("phrase 0").text, "abcd");
-        let phrase = Constraints {
-            phrase: true,
-            ..cs()
-        };
+        let phrase = Constraints { phrase: true, ..cs() };
         assert_eq!(run(&steps, phrase).expect("phrase 1").text, "ab cd");
         // One word only and nowhere a space: nothing valid.
-        assert!(matches!(
-            run(
-                &clear("abcd"),
-                Constraints {
-                    phrase: true,
-                    ..cs()
-                }
-            ),
-            Err(OcrError::NoValidAnswer)
-        ));
+        assert!(matches!(run(&clear("abcd"), Constraints { phrase: true, ..cs() }), Err(OcrError::NoValidAnswer)));
     }
 
     #[test]
@@ -1036,10 +919,7 @@ mod tests {
     #[test]
     fn calc_1_reads_the_expression_and_answers_its_result() {
         let answer = run(&clear("12+7=?"), Constraints { calc: true, ..cs() }).expect("calc");
-        assert_eq!(
-            (answer.text.as_str(), answer.raw.as_str()),
-            ("19", "12+7=?")
-        );
+        assert_eq!((answer.text.as_str(), answer.raw.as_str()), ("19", "12+7=?"));
         let answer = run(&clear("3-15="), Constraints { calc: true, ..cs() }).expect("calc");
         assert_eq!(answer.text, "-12");
         let answer = run(&clear("6*7"), Constraints { calc: true, ..cs() }).expect("calc");
@@ -1083,9 +963,7 @@ mod tests {
         for good in ["1+2", "123*456", "9-10=", "12+7=?"] {
             assert!(ok(good), "{good}");
         }
-        for bad in [
-            "", "1", "1+", "1234+1", "+1", "1+2?", "1+2=?=", "1++2", "1+2=3",
-        ] {
+        for bad in ["", "1", "1+", "1234+1", "+1", "1+2?", "1+2=?=", "1++2", "1+2=3"] {
             assert!(!ok(bad), "{bad}");
         }
         assert_eq!(evaluate_calc("999*999=?"), Some(998_001));
@@ -1095,10 +973,7 @@ mod tests {
     #[test]
     fn a_class_count_mismatch_is_a_model_error() {
         let lp = LogProbs::new(1, 5, vec![0.0; 5]).expect("matrix");
-        assert!(matches!(
-            decode(&lp, &charset(), &cs()),
-            Err(OcrError::Model(_))
-        ));
+        assert!(matches!(decode(&lp, &charset(), &cs()), Err(OcrError::Model(_))));
         assert!(LogProbs::new(2, 5, vec![0.0; 9]).is_err());
         assert!(Charset::new("aa").is_err());
     }

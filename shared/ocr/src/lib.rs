@@ -34,9 +34,9 @@ pub mod cells;
 pub mod ctc;
 pub mod error;
 pub mod model;
-pub mod preprocess;
 #[cfg(feature = "core-port")]
 pub mod port;
+pub mod preprocess;
 
 pub use cells::CellReader;
 pub use ctc::{Answer, Charset, Constraints, LogProbs};

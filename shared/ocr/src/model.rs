@@ -70,19 +70,16 @@ const _: () = {
 
 /// The model committed in `shared/ocr/model/`, when the build found it.
 #[cfg(ocr_embedded_model)]
-const EMBEDDED: Option<(&[u8], &[u8])> = Some((
-    include_bytes!("../model/captcha.onnx"),
-    include_bytes!("../model/model.json"),
-));
+const EMBEDDED: Option<(&[u8], &[u8])> =
+    Some((include_bytes!("../model/captcha.onnx"), include_bytes!("../model/model.json")));
 #[cfg(not(ocr_embedded_model))]
 const EMBEDDED: Option<(&[u8], &[u8])> = None;
 
 impl Ocr {
     /// Loads the model embedded in the binary at build time.
     pub fn embedded() -> Result<Ocr, OcrError> {
-        let (onnx, json) = EMBEDDED.ok_or_else(|| {
-            OcrError::Model("this build has no embedded model (shared/ocr/model/ was empty)".into())
-        })?;
+        let (onnx, json) = EMBEDDED
+            .ok_or_else(|| OcrError::Model("this build has no embedded model (shared/ocr/model/ was empty)".into()))?;
         Ocr::from_bytes(onnx, json)
     }
 
@@ -122,40 +119,25 @@ impl Ocr {
     /// Loads a model from its ONNX bytes and its `model.json` bytes, checks
     /// them against each other and runs it once.
     pub fn from_bytes(onnx: &[u8], json: &[u8]) -> Result<Ocr, OcrError> {
-        let spec: ModelSpec = serde_json::from_slice(json)
-            .map_err(|e| OcrError::Model(format!("model.json: {e}")))?;
+        let spec: ModelSpec = serde_json::from_slice(json).map_err(|e| OcrError::Model(format!("model.json: {e}")))?;
         if spec.blank != 0 {
-            return Err(OcrError::Model(format!(
-                "blank is class {}, 0 expected",
-                spec.blank
-            )));
+            return Err(OcrError::Model(format!("blank is class {}, 0 expected", spec.blank)));
         }
-        if spec.input_height == 0
-            || spec.input_width == 0
-            || spec.input_height > 1024
-            || spec.input_width > 4096
-        {
+        if spec.input_height == 0 || spec.input_width == 0 || spec.input_height > 1024 || spec.input_width > 4096 {
             return Err(OcrError::Model(format!(
                 "input {}x{} is not a plausible size",
                 spec.input_height, spec.input_width
             )));
         }
         if !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite()) {
-            return Err(OcrError::Model(
-                "mean and std must be finite, std non-zero".into(),
-            ));
+            return Err(OcrError::Model("mean and std must be finite, std non-zero".into()));
         }
         let charset = Charset::new(&spec.charset)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
         let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
         let mut ocr = Ocr {
             plan,
-            input: InputSpec {
-                height: spec.input_height,
-                width: spec.input_width,
-                mean: spec.mean,
-                std: spec.std,
-            },
+            input: InputSpec { height: spec.input_height, width: spec.input_width, mean: spec.mean, std: spec.std },
             spec,
             charset,
             limits: ImageLimits::default(),
@@ -237,32 +219,20 @@ impl Ocr {
     pub fn infer(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
         let (h, w) = (self.input.height as usize, self.input.width as usize);
         let tensor = Tensor::from_shape(&[1, 1, h, w], input).map_err(OcrError::Inference)?;
-        let outputs = self
-            .plan
-            .run(tvec!(tensor.into()))
-            .map_err(OcrError::Inference)?;
-        let output = outputs
-            .first()
-            .ok_or_else(|| OcrError::Model("the model has no output".into()))?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
+        let output = outputs.first().ok_or_else(|| OcrError::Model("the model has no output".into()))?;
         let shape = output.shape();
         let classes = self.charset.classes();
         if shape.len() != 3 || shape[0] != 1 || shape[2] != classes {
-            return Err(OcrError::Model(format!(
-                "output shape {shape:?}, [1, T, {classes}] expected"
-            )));
+            return Err(OcrError::Model(format!("output shape {shape:?}, [1, T, {classes}] expected")));
         }
-        let data = output
-            .to_plain_array_view::<f32>()
-            .map_err(|e| OcrError::Model(format!("output is not f32: {e}")))?;
+        let data =
+            output.to_plain_array_view::<f32>().map_err(|e| OcrError::Model(format!("output is not f32: {e}")))?;
         LogProbs::new(shape[1], classes, data.iter().copied().collect())
     }
 
     /// Decodes a model output under `constraints` (see [`ctc::decode`]).
-    pub fn decode(
-        &self,
-        log_probs: &LogProbs,
-        constraints: &Constraints,
-    ) -> Result<Answer, OcrError> {
+    pub fn decode(&self, log_probs: &LogProbs, constraints: &Constraints) -> Result<Answer, OcrError> {
         ctc::decode(log_probs, &self.charset, constraints)
     }
 }

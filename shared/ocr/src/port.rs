@@ -28,9 +28,8 @@ impl OcrSolver {
             Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
             None => Ocr::embedded()?,
         };
-        let cells = cells
-            .map(|dir| CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json")))
-            .transpose()?;
+        let cells =
+            cells.map(|dir| CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))).transpose()?;
         Ok(OcrSolver { ocr: Arc::new(ocr.with_cells(cells)?) })
     }
 
@@ -59,13 +58,15 @@ impl ImageSolver for OcrSolver {
             Ok(_) => Err(SolveError::Unsolvable("nothing read".into())),
             // The model is deterministic: an image it cannot read, or read
             // within the constraints, will not read on a retry either.
-            Err(e @ (OcrError::Empty
-            | OcrError::TooManyBytes { .. }
-            | OcrError::TooLarge { .. }
-            | OcrError::UnknownFormat
-            | OcrError::Decode(_)
-            | OcrError::DecoderPanic
-            | OcrError::NoValidAnswer)) => Err(SolveError::Unsolvable(e.to_string())),
+            Err(
+                e @ (OcrError::Empty
+                | OcrError::TooManyBytes { .. }
+                | OcrError::TooLarge { .. }
+                | OcrError::UnknownFormat
+                | OcrError::Decode(_)
+                | OcrError::DecoderPanic
+                | OcrError::NoValidAnswer),
+            ) => Err(SolveError::Unsolvable(e.to_string())),
             Err(e) => Err(SolveError::Failed(e.to_string())),
         }
     }

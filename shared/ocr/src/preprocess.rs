@@ -41,11 +41,7 @@ pub struct ImageLimits {
 
 impl Default for ImageLimits {
     fn default() -> Self {
-        ImageLimits {
-            max_bytes: 600 * 1024,
-            max_side: 4000,
-            max_pixels: 16_000_000,
-        }
+        ImageLimits { max_bytes: 600 * 1024, max_side: 4000, max_pixels: 16_000_000 }
     }
 }
 
@@ -69,16 +65,10 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, OcrErr
         return Err(OcrError::Empty);
     }
     if bytes.len() > limits.max_bytes {
-        return Err(OcrError::TooManyBytes {
-            len: bytes.len(),
-            limit: limits.max_bytes,
-        });
+        return Err(OcrError::TooManyBytes { len: bytes.len(), limit: limits.max_bytes });
     }
     let format = image::guess_format(bytes).map_err(|_| OcrError::UnknownFormat)?;
-    if !matches!(
-        format,
-        ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif
-    ) {
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::Gif) {
         return Err(OcrError::UnknownFormat);
     }
     // The size as the header states it, before the decoder sees anything
@@ -86,9 +76,8 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, OcrErr
     if let Some((width, height)) = header_dimensions(bytes, format) {
         check_dimensions(width, height, limits)?;
     }
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(OcrError::Decode)?;
+    let (width, height) =
+        ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(OcrError::Decode)?;
     check_dimensions(width, height, limits)?;
 
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -110,10 +99,7 @@ fn check_dimensions(width: u32, height: u32, limits: &ImageLimits) -> Result<(),
     if width == 0 || height == 0 {
         return Err(OcrError::Empty);
     }
-    if width > limits.max_side
-        || height > limits.max_side
-        || u64::from(width) * u64::from(height) > limits.max_pixels
-    {
+    if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(OcrError::TooLarge { width, height });
     }
     Ok(())
@@ -124,16 +110,12 @@ fn check_dimensions(width: u32, height: u32, limits: &ImageLimits) -> Result<(),
 fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Option<(u32, u32)> {
     match format {
         ImageFormat::Png if bytes.get(12..16) == Some(b"IHDR") => {
-            let be = |at: usize| -> Option<u32> {
-                Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-            };
+            let be = |at: usize| -> Option<u32> { Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?)) };
             Some((be(16)?, be(20)?))
         }
         ImageFormat::Gif => {
             let le = |at: usize| -> Option<u32> {
-                Some(u32::from(u16::from_le_bytes(
-                    bytes.get(at..at + 2)?.try_into().ok()?,
-                )))
+                Some(u32::from(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?)))
             };
             Some((le(6)?, le(8)?))
         }
@@ -190,13 +172,7 @@ pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
     let scale = (f64::from(height) / f64::from(h)).min(f64::from(width) / f64::from(w));
     let nh = ((f64::from(h) * scale + 0.5).floor() as u32).clamp(1, height);
     let nw = ((f64::from(w) * scale + 0.5).floor() as u32).clamp(1, width);
-    let resized = resize_bilinear(
-        gray.as_raw(),
-        w as usize,
-        h as usize,
-        nw as usize,
-        nh as usize,
-    );
+    let resized = resize_bilinear(gray.as_raw(), w as usize, h as usize, nw as usize, nh as usize);
     let (nw, nh) = (nw as usize, nh as usize);
 
     let mut border_sum = 0u64;
@@ -221,18 +197,11 @@ pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
 
 /// Step 5.
 pub fn normalize(canvas: &[u8], mean: f32, std: f32) -> Vec<f32> {
-    canvas
-        .iter()
-        .map(|&v| (f32::from(v) / 255.0 - mean) / std)
-        .collect()
+    canvas.iter().map(|&v| (f32::from(v) / 255.0 - mean) / std).collect()
 }
 
 /// Steps 1–5: image bytes to the `[H*W]` model input, row-major.
-pub fn preprocess(
-    bytes: &[u8],
-    spec: &InputSpec,
-    limits: &ImageLimits,
-) -> Result<Vec<f32>, OcrError> {
+pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Result<Vec<f32>, OcrError> {
     Ok(canvas_input(&decode_gray(bytes, limits)?, spec))
 }
 
@@ -256,10 +225,7 @@ pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> 
             for (x, o) in out_row.iter_mut().enumerate() {
                 let (start, k) = coeffs.of(x);
                 let taps = &row[start..start + k.len()];
-                let ss = taps
-                    .iter()
-                    .zip(k)
-                    .fold(Coefficients::HALF, |ss, (&p, &w)| ss + i64::from(p) * i64::from(w));
+                let ss = taps.iter().zip(k).fold(Coefficients::HALF, |ss, (&p, &w)| ss + i64::from(p) * i64::from(w));
                 *o = Coefficients::clip(ss);
             }
         }
@@ -312,9 +278,7 @@ impl Coefficients {
             let ss = 1.0 / filterscale;
             // C's (int) cast truncates towards zero.
             let xmin = ((center - support + 0.5).trunc() as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5).trunc() as i64)
-                .min(in_size as i64)
-                .max(0) as usize;
+            let xmax = ((center + support + 0.5).trunc() as i64).min(in_size as i64).max(0) as usize;
             let n = xmax.saturating_sub(xmin);
             k.clear();
             let mut ww = 0.0;
@@ -328,11 +292,7 @@ impl Coefficients {
             for &w in &k {
                 let w = if ww != 0.0 { w / ww } else { w };
                 let fixed = w * f64::from(1u32 << Self::PRECISION_BITS);
-                weights.push(if w < 0.0 {
-                    (fixed - 0.5) as i32
-                } else {
-                    (fixed + 0.5) as i32
-                });
+                weights.push(if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 });
             }
             spans.push((xmin, from, weights.len()));
         }
@@ -418,14 +378,8 @@ mod tests {
     fn resizing_matches_pillow_on_known_values() {
         // Pillow: Image.fromarray(np.array([[0, 255, 0, 255]], np.uint8)).resize((2, 1), BILINEAR)
         // gives [[109, 146]]; .resize((8, 1), BILINEAR) gives [[0, 64, 191, 191, 64, 64, 191, 255]].
-        assert_eq!(
-            resize_bilinear(&[0, 255, 0, 255], 4, 1, 2, 1),
-            vec![109, 146]
-        );
-        assert_eq!(
-            resize_bilinear(&[0, 255, 0, 255], 4, 1, 8, 1),
-            vec![0, 64, 191, 191, 64, 64, 191, 255]
-        );
+        assert_eq!(resize_bilinear(&[0, 255, 0, 255], 4, 1, 2, 1), vec![109, 146]);
+        assert_eq!(resize_bilinear(&[0, 255, 0, 255], 4, 1, 8, 1), vec![0, 64, 191, 191, 64, 64, 191, 255]);
     }
 
     #[test]

@@ -24,10 +24,7 @@ fn load_cells() -> CellReader {
 fn ocr() -> &'static Ocr {
     static OCR: OnceLock<Ocr> = OnceLock::new();
     OCR.get_or_init(|| {
-        Ocr::embedded()
-            .expect("the embedded model loads")
-            .with_cells(Some(load_cells()))
-            .expect("the charsets fit")
+        Ocr::embedded().expect("the embedded model loads").with_cells(Some(load_cells())).expect("the charsets fit")
     })
 }
 

@@ -36,8 +36,7 @@ fn ocr() -> &'static Ocr {
     OCR.get_or_init(|| match std::env::var_os("CAPTCHA_OCR_MODEL_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))
-                .expect("model from files")
+            Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json")).expect("model from files")
         }
         None => Ocr::embedded().expect("the embedded model"),
     })
@@ -64,22 +63,14 @@ fn read(style: &str, name: &str) -> Vec<u8> {
 
 /// The flags a client would send for a style.
 fn natural(style: &str) -> Constraints {
-    Constraints {
-        case_sensitive: true,
-        calc: style == "calc",
-        phrase: style == "phrase",
-        ..Constraints::default()
-    }
+    Constraints { case_sensitive: true, calc: style == "calc", phrase: style == "phrase", ..Constraints::default() }
 }
 
 #[test]
 fn the_model_loads_and_honours_the_contract() {
     let ocr = ocr();
     let spec = ocr.spec();
-    assert_eq!(
-        spec.charset,
-        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=? "
-    );
+    assert_eq!(spec.charset, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=? ");
     assert_eq!(spec.blank, 0);
     assert!(ocr.steps() >= 8, "{} time steps", ocr.steps());
     assert!(Ocr::global().is_ok());
@@ -137,15 +128,10 @@ fn reads_at_or_above(ocr: &Ocr, floors: &[(&str, f64)]) {
 
 #[test]
 fn preprocessing_matches_the_trainers_golden_numbers() {
-    let path = Path::new(OCR_DIR)
-        .join("model")
-        .join("preprocess_golden.json");
+    let path = Path::new(OCR_DIR).join("model").join("preprocess_golden.json");
     let text = std::fs::read_to_string(&path).expect("model/preprocess_golden.json");
     let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
-    let (h, w) = (
-        ocr().spec().input_height as usize,
-        ocr().spec().input_width as usize,
-    );
+    let (h, w) = (ocr().spec().input_height as usize, ocr().spec().input_width as usize);
     assert_eq!(golden["input_height"].as_u64(), Some(h as u64));
     assert_eq!(golden["input_width"].as_u64(), Some(w as u64));
     let row = golden["row"].as_u64().expect("row") as usize;
@@ -158,29 +144,18 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
         let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
         let x = ocr().preprocess(&bytes).expect(file);
         assert_eq!(x.len(), h * w);
-        let want: Vec<f64> = image["row_values"]
-            .as_array()
-            .expect("row_values")
-            .iter()
-            .map(|v| v.as_f64().expect("number"))
-            .collect();
+        let want: Vec<f64> =
+            image["row_values"].as_array().expect("row_values").iter().map(|v| v.as_f64().expect("number")).collect();
         for (i, &v) in want.iter().enumerate() {
             let diff = (f64::from(x[row * w + i]) - v).abs();
             worst_value = worst_value.max(diff);
-            assert!(
-                diff <= 1e-4,
-                "{file}: value {i} of row {row}: {} vs {v}",
-                x[row * w + i]
-            );
+            assert!(diff <= 1e-4, "{file}: value {i} of row {row}: {} vs {v}", x[row * w + i]);
         }
         let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
         let want_sum = image["sum"].as_f64().expect("sum");
         let diff = (sum - want_sum).abs();
         worst_sum = worst_sum.max(diff);
-        assert!(
-            diff <= 0.01 + 1e-5 * want_sum.abs(),
-            "{file}: sum {sum} vs {want_sum}"
-        );
+        assert!(diff <= 0.01 + 1e-5 * want_sum.abs(), "{file}: sum {sum} vs {want_sum}");
     }
     eprintln!(
         "golden preprocessing: {} images, worst value diff {worst_value:.2e}, worst sum diff {worst_sum:.2e}",
@@ -189,18 +164,10 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
 }
 
 /// The first image of a style whose answer under `base` is accepted by `pick`.
-fn find(
-    style: &str,
-    base: Constraints,
-    pick: impl Fn(&str, &str) -> bool,
-) -> (String, Vec<u8>, String) {
+fn find(style: &str, base: Constraints, pick: impl Fn(&str, &str) -> bool) -> (String, Vec<u8>, String) {
     validation(style, PER_STYLE)
         .into_iter()
-        .find(|(_, bytes, label)| {
-            ocr()
-                .recognize(bytes, &base)
-                .is_ok_and(|a| pick(&a.text, label))
-        })
+        .find(|(_, bytes, label)| ocr().recognize(bytes, &base).is_ok_and(|a| pick(&a.text, label)))
         .unwrap_or_else(|| panic!("no {style} image fits"))
 }
 
@@ -208,51 +175,28 @@ fn find(
 fn numeric_constraints_change_the_answer_on_real_images() {
     let base = natural("captcha-default");
     // GIVEN an image read right that has both digits and letters
-    let mixed = |t: &str, l: &str| {
-        t == l && t.chars().any(|c| c.is_ascii_digit()) && t.chars().any(|c| c.is_alphabetic())
-    };
+    let mixed =
+        |t: &str, l: &str| t == l && t.chars().any(|c| c.is_ascii_digit()) && t.chars().any(|c| c.is_alphabetic());
     let (name, bytes, label) = find("captcha-default", base, mixed);
     let with = |c: Constraints| ocr().recognize(&bytes, &c);
     // numeric=1: digits only; 2: letters only
     let digits = with(Constraints { numeric: 1, ..base }).expect("digits");
-    assert!(
-        digits.text.chars().all(|c| c.is_ascii_digit()),
-        "{name}: {digits:?}"
-    );
+    assert!(digits.text.chars().all(|c| c.is_ascii_digit()), "{name}: {digits:?}");
     let letters = with(Constraints { numeric: 2, ..base }).expect("letters");
-    assert!(
-        letters.text.chars().all(char::is_alphabetic),
-        "{name}: {letters:?}"
-    );
+    assert!(letters.text.chars().all(char::is_alphabetic), "{name}: {letters:?}");
     // numeric=3: one kind only, so not what is printed
     let one_kind = with(Constraints { numeric: 3, ..base }).expect("one kind");
     let t = &one_kind.text;
-    assert!(
-        t.chars().all(|c| c.is_ascii_digit()) || t.chars().all(char::is_alphabetic),
-        "{name}: {one_kind:?}"
-    );
+    assert!(t.chars().all(|c| c.is_ascii_digit()) || t.chars().all(char::is_alphabetic), "{name}: {one_kind:?}");
     assert_ne!(t, &label);
     // numeric=4: both required — and the printed answer has both
-    assert_eq!(
-        with(Constraints { numeric: 4, ..base }).expect("both").text,
-        label
-    );
+    assert_eq!(with(Constraints { numeric: 4, ..base }).expect("both").text, label);
 
     // GIVEN an all-letter reading: numeric=4 must bring in a digit
-    let (name, bytes, _) = find("captcha-default", base, |t, _| {
-        t.len() >= 4 && t.chars().all(char::is_alphabetic)
-    });
-    let both = ocr()
-        .recognize(&bytes, &Constraints { numeric: 4, ..base })
-        .expect("both kinds");
-    assert!(
-        both.text.chars().any(|c| c.is_ascii_digit()),
-        "{name}: {both:?}"
-    );
-    assert!(
-        both.text.chars().any(char::is_alphabetic),
-        "{name}: {both:?}"
-    );
+    let (name, bytes, _) = find("captcha-default", base, |t, _| t.len() >= 4 && t.chars().all(char::is_alphabetic));
+    let both = ocr().recognize(&bytes, &Constraints { numeric: 4, ..base }).expect("both kinds");
+    assert!(both.text.chars().any(|c| c.is_ascii_digit()), "{name}: {both:?}");
+    assert!(both.text.chars().any(char::is_alphabetic), "{name}: {both:?}");
 }
 
 #[test]
@@ -260,58 +204,22 @@ fn length_bounds_change_the_answer_on_real_images() {
     let base = natural("pillow");
     let (name, bytes, label) = find("pillow", base, |t, l| t == l && l.chars().count() >= 5);
     let n = label.chars().count() as u8;
-    let short = ocr()
-        .recognize(
-            &bytes,
-            &Constraints {
-                max_len: n - 2,
-                ..base
-            },
-        )
-        .expect("max_len");
-    assert!(
-        short.text.chars().count() <= usize::from(n - 2),
-        "{name}: {short:?}"
-    );
-    let long = ocr().recognize(
-        &bytes,
-        &Constraints {
-            min_len: n + 1,
-            ..base
-        },
-    );
+    let short = ocr().recognize(&bytes, &Constraints { max_len: n - 2, ..base }).expect("max_len");
+    assert!(short.text.chars().count() <= usize::from(n - 2), "{name}: {short:?}");
+    let long = ocr().recognize(&bytes, &Constraints { min_len: n + 1, ..base });
     match long {
         Ok(a) => assert!(a.text.chars().count() > usize::from(n), "{name}: {a:?}"),
         Err(e) => assert!(matches!(e, OcrError::NoValidAnswer), "{name}: {e}"),
     }
-    let exact = ocr()
-        .recognize(
-            &bytes,
-            &Constraints {
-                min_len: n,
-                max_len: n,
-                ..base
-            },
-        )
-        .expect("exact length");
+    let exact = ocr().recognize(&bytes, &Constraints { min_len: n, max_len: n, ..base }).expect("exact length");
     assert_eq!(exact.text, label);
 }
 
 #[test]
 fn case_sensitivity_on_real_images() {
     let base = natural("captcha-default");
-    let (name, bytes, label) = find("captcha-default", base, |t, l| {
-        t == l && t.chars().any(|c| c.is_uppercase())
-    });
-    let ci = ocr()
-        .recognize(
-            &bytes,
-            &Constraints {
-                case_sensitive: false,
-                ..base
-            },
-        )
-        .expect("regsense=0");
+    let (name, bytes, label) = find("captcha-default", base, |t, l| t == l && t.chars().any(|c| c.is_uppercase()));
+    let ci = ocr().recognize(&bytes, &Constraints { case_sensitive: false, ..base }).expect("regsense=0");
     assert_eq!(ci.text, label.to_lowercase(), "{name}");
     let cs = ocr().recognize(&bytes, &base).expect("regsense=1");
     assert_eq!(cs.text, label, "{name}");
@@ -337,28 +245,14 @@ fn calc_on_real_images_answers_the_result() {
     }
     assert!(checked > 0, "no calc image read right");
     // calc=0: no operator can be read.
-    let plain = ocr()
-        .recognize(
-            &bytes,
-            &Constraints {
-                calc: false,
-                ..calc
-            },
-        )
-        .expect("calc=0");
-    assert!(
-        !plain.text.contains(['+', '-', '*', '=', '?']),
-        "{name} ({label}): {plain:?}"
-    );
+    let plain = ocr().recognize(&bytes, &Constraints { calc: false, ..calc }).expect("calc=0");
+    assert!(!plain.text.contains(['+', '-', '*', '=', '?']), "{name} ({label}): {plain:?}");
 }
 
 fn evaluate(label: &str) -> i64 {
     let body = label.trim_end_matches(['=', '?']);
     let at = body.find(['+', '-', '*']).expect("operator");
-    let (a, b): (i64, i64) = (
-        body[..at].parse().expect("a"),
-        body[at + 1..].parse().expect("b"),
-    );
+    let (a, b): (i64, i64) = (body[..at].parse().expect("a"), body[at + 1..].parse().expect("b"));
     match &body[at..at + 1] {
         "+" => a + b,
         "-" => a - b,
@@ -370,32 +264,15 @@ fn evaluate(label: &str) -> i64 {
 fn phrase_on_real_images_needs_the_flag_for_a_space() {
     let phrase = natural("phrase");
     let (name, bytes, label) = find("phrase", phrase, |t, l| t == l);
-    let without = ocr()
-        .recognize(
-            &bytes,
-            &Constraints {
-                phrase: false,
-                ..phrase
-            },
-        )
-        .expect("phrase=0");
+    let without = ocr().recognize(&bytes, &Constraints { phrase: false, ..phrase }).expect("phrase=0");
     assert!(!without.text.contains(' '), "{name}: {without:?}");
     assert_eq!(without.text, label.replace(' ', ""), "{name}");
     // phrase=1 on a one-word image still finds two words.
     let (name, bytes, _) = find("captcha-default", natural("captcha-default"), |t, l| t == l);
-    match ocr().recognize(
-        &bytes,
-        &Constraints {
-            phrase: true,
-            ..natural("captcha-default")
-        },
-    ) {
+    match ocr().recognize(&bytes, &Constraints { phrase: true, ..natural("captcha-default") }) {
         Ok(a) => {
             let words: Vec<&str> = a.text.split(' ').collect();
-            assert!(
-                words.len() >= 2 && words.iter().all(|w| !w.is_empty()),
-                "{name}: {a:?}"
-            );
+            assert!(words.len() >= 2 && words.iter().all(|w| !w.is_empty()), "{name}: {a:?}");
         }
         Err(e) => assert!(matches!(e, OcrError::NoValidAnswer), "{name}: {e}"),
     }
@@ -406,37 +283,22 @@ fn bad_input_is_an_error_not_a_panic() {
     let ocr = ocr();
     let any = Constraints::default();
     assert!(matches!(ocr.recognize(&[], &any), Err(OcrError::Empty)));
-    assert!(matches!(
-        ocr.recognize(b"definitely not an image, just some words", &any),
-        Err(OcrError::UnknownFormat)
-    ));
+    assert!(matches!(ocr.recognize(b"definitely not an image, just some words", &any), Err(OcrError::UnknownFormat)));
     let bmp = b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0";
-    assert!(matches!(
-        ocr.recognize(bmp, &any),
-        Err(OcrError::UnknownFormat)
-    ));
+    assert!(matches!(ocr.recognize(bmp, &any), Err(OcrError::UnknownFormat)));
 
     let png = read("captcha-default", "0001.png");
     for cut in [8, 20, 40, png.len() / 2, png.len() - 13] {
-        let e = ocr
-            .recognize(&png[..cut], &any)
-            .expect_err("a truncated PNG");
+        let e = ocr.recognize(&png[..cut], &any).expect_err("a truncated PNG");
         assert!(e.is_bad_image(), "cut at {cut}: {e:?}");
     }
     // A PNG's signature followed by garbage.
     let mut garbage = png[..8].to_vec();
     garbage.extend((0..400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-    assert!(ocr
-        .recognize(&garbage, &any)
-        .expect_err("garbage")
-        .is_bad_image());
+    assert!(ocr.recognize(&garbage, &any).expect_err("garbage").is_bad_image());
 
     // Headers claiming 20000x20000: refused before any pixel is decoded.
-    for huge in [
-        png_header(20_000, 20_000),
-        gif_header(20_000, 20_000),
-        png_header(4001, 10),
-    ] {
+    for huge in [png_header(20_000, 20_000), gif_header(20_000, 20_000), png_header(4001, 10)] {
         assert!(
             matches!(ocr.recognize(&huge, &any), Err(OcrError::TooLarge { .. })),
             "{:?}",
@@ -444,17 +306,11 @@ fn bad_input_is_an_error_not_a_panic() {
         );
     }
     // 4000x4001 passes the side check only if the pixel count fits; it does not.
-    assert!(matches!(
-        ocr.recognize(&png_header(4000, 4001), &any),
-        Err(OcrError::TooLarge { .. })
-    ));
+    assert!(matches!(ocr.recognize(&png_header(4000, 4001), &any), Err(OcrError::TooLarge { .. })));
     // More bytes than allowed.
     let mut big = png.clone();
     big.resize(ImageLimits::default().max_bytes + 1, 0);
-    assert!(matches!(
-        ocr.recognize(&big, &any),
-        Err(OcrError::TooManyBytes { .. })
-    ));
+    assert!(matches!(ocr.recognize(&big, &any), Err(OcrError::TooManyBytes { .. })));
 }
 
 #[test]
@@ -462,12 +318,9 @@ fn odd_sizes_decode() {
     let any = Constraints::default();
     for (w, h) in [(1, 1), (3, 200), (400, 20), (3000, 2000)] {
         // Stripes: compressible enough for the big one to stay under the byte limit.
-        let img = image::GrayImage::from_fn(w, h, |x, _| {
-            image::Luma([if x % 16 < 8 { 40 } else { 220 }])
-        });
+        let img = image::GrayImage::from_fn(w, h, |x, _| image::Luma([if x % 16 < 8 { 40 } else { 220 }]));
         let mut png = Cursor::new(Vec::new());
-        img.write_to(&mut png, image::ImageFormat::Png)
-            .expect("encode");
+        img.write_to(&mut png, image::ImageFormat::Png).expect("encode");
         match ocr().recognize(png.get_ref(), &any) {
             Ok(_) | Err(OcrError::NoValidAnswer) => {}
             Err(e) => panic!("{w}x{h}: {e}"),
@@ -484,14 +337,7 @@ fn eight_threads_agree_with_serial_results() {
     let serial: Vec<String> = samples
         .iter()
         .map(|(style, b)| {
-            format!(
-                "{:?}",
-                ocr().recognize(b, &natural(style)).map(|a| (
-                    a.text,
-                    a.raw,
-                    a.confidence.to_bits()
-                ))
-            )
+            format!("{:?}", ocr().recognize(b, &natural(style)).map(|a| (a.text, a.raw, a.confidence.to_bits())))
         })
         .collect();
     std::thread::scope(|scope| {
@@ -505,13 +351,7 @@ fn eight_threads_agree_with_serial_results() {
                         .map(|i| {
                             let (style, b) = &samples[i];
                             let got = ocr().recognize(b, &natural(style));
-                            (
-                                i,
-                                format!(
-                                    "{:?}",
-                                    got.map(|a| (a.text, a.raw, a.confidence.to_bits()))
-                                ),
-                            )
+                            (i, format!("{:?}", got.map(|a| (a.text, a.raw, a.confidence.to_bits()))))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -558,11 +398,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc

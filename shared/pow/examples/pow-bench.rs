@@ -49,9 +49,13 @@ async fn main() -> Result<(), String> {
             (Some(s), b)
         }
     };
-    let client = GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8")?, Duration::from_secs(30), "pow-bench").map_err(|e| e.to_string())?;
+    let client = GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8")?, Duration::from_secs(30), "pow-bench")
+        .map_err(|e| e.to_string())?;
     let opts = SolveOptions { threads, ..SolveOptions::default() };
-    println!("{:<12} {:>4} {:>10} {:>10} {:>10} {:>12} {:>14}", "page", "n", "p50", "p95", "tokens/s", "attempts", "attempts/s");
+    println!(
+        "{:<12} {:>4} {:>10} {:>10} {:>10} {:>12} {:>14}",
+        "page", "n", "p50", "p95", "tokens/s", "attempts", "attempts/s"
+    );
     for page in &pages {
         let url = format!("{base}{page}");
         let mut times = Vec::with_capacity(n);

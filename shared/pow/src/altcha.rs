@@ -18,7 +18,9 @@ use captcha_netguard::{GuardedClient, Url};
 use serde_json::{json, Map, Value};
 
 use crate::engine::{Algorithm, CounterMode, Prefix, Task};
-use crate::{fetch, html, parse_json, resolve_url, run_blocking, stop_error, PowError, Scheme, Solution, SolveOptions, Widget};
+use crate::{
+    fetch, html, parse_json, resolve_url, run_blocking, stop_error, PowError, Scheme, Solution, SolveOptions, Widget,
+};
 
 /// What the page says about its ALTCHA widget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +46,8 @@ pub fn find(page: &str) -> Option<AltchaWidget> {
         .or_else(|| from_config("challenge"))
         .or_else(|| from_config("challengeurl"));
     let field = nonempty(tag.get("name")).unwrap_or_else(|| "altcha".to_string());
-    let verify_url = nonempty(tag.get("verifyurl")).or_else(|| from_config("verifyUrl")).or_else(|| from_config("verifyurl"));
+    let verify_url =
+        nonempty(tag.get("verifyurl")).or_else(|| from_config("verifyUrl")).or_else(|| from_config("verifyurl"));
     Some(AltchaWidget { challenge, field, verify_url })
 }
 
@@ -109,25 +112,40 @@ pub fn prepare(challenge: &Value, opts: &SolveOptions) -> Result<Prepared, PowEr
         if salt.len() > MAX_HEX_FIELD {
             return Err(PowError::BadChallenge("salt too long".into()));
         }
-        let prefix = Prefix::parse(&hash).filter(|p| p.hex_len() <= key_len * 2).ok_or_else(|| PowError::BadChallenge("challenge is not a hash".into()))?;
+        let prefix = Prefix::parse(&hash)
+            .filter(|p| p.hex_len() <= key_len * 2)
+            .ok_or_else(|| PowError::BadChallenge("challenge is not a hash".into()))?;
         let max = positive_int(o, "maxnumber", u64::MAX)?.or(positive_int(o, "maxNumber", u64::MAX)?);
         let max_counter = max.unwrap_or(max_attempts).min(max_attempts);
         let signature = o.get("signature").cloned().unwrap_or(Value::Null);
         return Ok(Prepared {
-            task: Task { algorithm: alg, cost: 1, key_len, salt: Vec::new(), nonce: salt.as_bytes().to_vec(), mode: CounterMode::Decimal, prefix, max_counter },
+            task: Task {
+                algorithm: alg,
+                cost: 1,
+                key_len,
+                salt: Vec::new(),
+                nonce: salt.as_bytes().to_vec(),
+                mode: CounterMode::Decimal,
+                prefix,
+                max_counter,
+            },
             kind: Kind::V1 { algorithm, challenge: hash, salt, signature },
         });
     }
     let parameters = o.get("parameters").ok_or_else(|| PowError::BadChallenge("no parameters".into()))?;
     let p = parameters.as_object().ok_or_else(|| PowError::BadChallenge("parameters is not an object".into()))?;
     let algorithm = str_field(p, "algorithm")?.to_string();
-    let alg = Algorithm::from_altcha(&algorithm).ok_or_else(|| PowError::Unsupported(format!("ALTCHA algorithm {algorithm}")))?;
+    let alg = Algorithm::from_altcha(&algorithm)
+        .ok_or_else(|| PowError::Unsupported(format!("ALTCHA algorithm {algorithm}")))?;
     let nonce = hex_field(p, "nonce")?;
     let salt = hex_field(p, "salt")?;
-    let cost = positive_int(p, "cost", u64::from(u32::MAX))?.ok_or_else(|| PowError::BadChallenge("missing cost".into()))? as u32;
+    let cost = positive_int(p, "cost", u64::from(u32::MAX))?
+        .ok_or_else(|| PowError::BadChallenge("missing cost".into()))? as u32;
     let key_len = positive_int(p, "keyLength", 1024)?.unwrap_or(32) as usize;
     let prefix_hex = str_field(p, "keyPrefix")?;
-    let prefix = Prefix::parse(prefix_hex).filter(|x| x.hex_len() <= key_len * 2).ok_or_else(|| PowError::BadChallenge("bad keyPrefix".into()))?;
+    let prefix = Prefix::parse(prefix_hex)
+        .filter(|x| x.hex_len() <= key_len * 2)
+        .ok_or_else(|| PowError::BadChallenge("bad keyPrefix".into()))?;
     let max_counter = u64::from(u32::MAX).min(max_attempts - 1);
     Ok(Prepared {
         task: Task { algorithm: alg, cost, key_len, salt, nonce, mode: CounterMode::Uint32, prefix, max_counter },
@@ -165,16 +183,22 @@ pub fn payload(prepared: &Prepared, counter: u64, key: &[u8], took: Duration) ->
 }
 
 fn config_has_verify_url(header: &str) -> bool {
-    serde_json::from_str::<Value>(header)
-        .ok()
-        .is_some_and(|v| ["verifyurl", "verifyUrl"].iter().any(|k| v.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty())))
+    serde_json::from_str::<Value>(header).ok().is_some_and(|v| {
+        ["verifyurl", "verifyUrl"].iter().any(|k| v.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
+    })
 }
 
-pub(crate) async fn solve(client: &GuardedClient, page: &Url, w: AltchaWidget, opts: &SolveOptions) -> Result<Solution, PowError> {
+pub(crate) async fn solve(
+    client: &GuardedClient,
+    page: &Url,
+    w: AltchaWidget,
+    opts: &SolveOptions,
+) -> Result<Solution, PowError> {
     if w.verify_url.is_some() {
         return Err(PowError::NotReadable("the widget uses server verification".into()));
     }
-    let source = w.challenge.ok_or_else(|| PowError::NotReadable("no challenge URL in the widget's attributes".into()))?;
+    let source =
+        w.challenge.ok_or_else(|| PowError::NotReadable("no challenge URL in the widget's attributes".into()))?;
     let challenge = if source.starts_with('{') {
         serde_json::from_str(&source).map_err(|_| PowError::BadChallenge("inline challenge is not JSON".into()))?
     } else {
@@ -223,7 +247,8 @@ mod tests {
         let w = find(r#"<altcha-widget challengeurl="https://x.test/c"></altcha-widget>"#).unwrap();
         assert_eq!(w.challenge.as_deref(), Some("https://x.test/c"));
         assert_eq!(w.field, "altcha");
-        let w = find(r#"<altcha-widget configuration='{"challenge":"/cfg","verifyUrl":"/v"}'></altcha-widget>"#).unwrap();
+        let w =
+            find(r#"<altcha-widget configuration='{"challenge":"/cfg","verifyUrl":"/v"}'></altcha-widget>"#).unwrap();
         assert_eq!(w.challenge.as_deref(), Some("/cfg"));
         assert_eq!(w.verify_url.as_deref(), Some("/v"));
         assert_eq!(find("<altcha-widget></altcha-widget>").unwrap().challenge, None);
@@ -244,7 +269,9 @@ mod tests {
         let (f, _) = p.task.search(2, &|| false, None).unwrap();
         assert_eq!(f.counter, 12345);
         use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD.decode(payload(&p, f.counter, &f.key, Duration::from_millis(12))).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(payload(&p, f.counter, &f.key, Duration::from_millis(12)))
+            .unwrap();
         let v: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(v["number"], 12345);
         assert_eq!(v["salt"], salt);
@@ -257,12 +284,18 @@ mod tests {
 
     #[test]
     fn refuses_what_needs_a_browser() {
-        let base = json!({"parameters": {"algorithm": "ARGON2ID", "nonce": "00", "salt": "00", "cost": 1, "keyPrefix": "00"}});
+        let base =
+            json!({"parameters": {"algorithm": "ARGON2ID", "nonce": "00", "salt": "00", "cost": 1, "keyPrefix": "00"}});
         assert!(matches!(prepare(&base, &SolveOptions::default()), Err(PowError::Unsupported(_))));
-        assert!(matches!(prepare(&json!({"his": {"url": "/h"}}), &SolveOptions::default()), Err(PowError::NotReadable(_))));
-        let bad = json!({"parameters": {"algorithm": "SHA-256", "nonce": "zz", "salt": "00", "cost": 1, "keyPrefix": "00"}});
+        assert!(matches!(
+            prepare(&json!({"his": {"url": "/h"}}), &SolveOptions::default()),
+            Err(PowError::NotReadable(_))
+        ));
+        let bad =
+            json!({"parameters": {"algorithm": "SHA-256", "nonce": "zz", "salt": "00", "cost": 1, "keyPrefix": "00"}});
         assert!(matches!(prepare(&bad, &SolveOptions::default()), Err(PowError::BadChallenge(_))));
-        let bad = json!({"parameters": {"algorithm": "SHA-256", "nonce": "00", "salt": "00", "cost": -1, "keyPrefix": "00"}});
+        let bad =
+            json!({"parameters": {"algorithm": "SHA-256", "nonce": "00", "salt": "00", "cost": -1, "keyPrefix": "00"}});
         assert!(matches!(prepare(&bad, &SolveOptions::default()), Err(PowError::BadChallenge(_))));
         assert!(matches!(prepare(&json!([1]), &SolveOptions::default()), Err(PowError::BadChallenge(_))));
     }

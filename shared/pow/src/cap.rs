@@ -22,7 +22,9 @@ use captcha_netguard::{GuardedClient, Url};
 use serde_json::{json, Value};
 
 use crate::engine::{Algorithm, CounterMode, Prefix, Task};
-use crate::{fetch, html, parse_json, resolve_url, run_blocking, stop_error, PowError, Scheme, Solution, SolveOptions, Widget};
+use crate::{
+    fetch, html, parse_json, resolve_url, run_blocking, stop_error, PowError, Scheme, Solution, SolveOptions, Widget,
+};
 
 /// What the page says about its Cap widget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +87,11 @@ pub fn puzzles(resp: &Value) -> Result<(String, Vec<(String, String)>), PowError
         }
         list.iter()
             .map(|pair| match pair.as_array().map(Vec::as_slice) {
-                Some([Value::String(s), Value::String(t)]) if s.len() as u64 <= MAX_SIZE && t.len() as u64 <= MAX_DIFFICULTY => Ok((s.clone(), t.clone())),
+                Some([Value::String(s), Value::String(t)])
+                    if s.len() as u64 <= MAX_SIZE && t.len() as u64 <= MAX_DIFFICULTY =>
+                {
+                    Ok((s.clone(), t.clone()))
+                }
                 _ => Err(PowError::BadChallenge("bad [salt, target] pair".into())),
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -101,7 +107,8 @@ pub fn puzzles(resp: &Value) -> Result<(String, Vec<(String, String)>), PowError
 }
 
 fn task(salt: &str, target: &str, max_counter: u64) -> Result<Task, PowError> {
-    let prefix = Prefix::parse(target).ok_or_else(|| PowError::BadChallenge(format!("target {target:?} is not hex")))?;
+    let prefix =
+        Prefix::parse(target).ok_or_else(|| PowError::BadChallenge(format!("target {target:?} is not hex")))?;
     Ok(Task {
         algorithm: Algorithm::Sha256,
         cost: 1,
@@ -193,7 +200,12 @@ fn solve_spread(
     Ok((nonces.into_iter().map(AtomicU64::into_inner).collect(), total))
 }
 
-pub(crate) async fn solve(client: &GuardedClient, page: &Url, w: CapWidget, opts: &SolveOptions) -> Result<Solution, PowError> {
+pub(crate) async fn solve(
+    client: &GuardedClient,
+    page: &Url,
+    w: CapWidget,
+    opts: &SolveOptions,
+) -> Result<Solution, PowError> {
     let endpoint = w.endpoint.ok_or_else(|| PowError::NotReadable("no data-cap-api-endpoint on the widget".into()))?;
     let challenge_url = resolve_url(client, page, &format!("{endpoint}challenge"))?;
     let redeem_url = resolve_url(client, page, &format!("{endpoint}redeem"))?;
@@ -212,7 +224,8 @@ pub(crate) async fn solve(client: &GuardedClient, page: &Url, w: CapWidget, opts
     let deadline = Instant::now() + opts.time_limit;
     let max_attempts = opts.max_attempts;
     let start = Instant::now();
-    let result = run_blocking(opts, move |cancelled| solve_all(&list, threads, max_attempts, cancelled, Some(deadline))).await?;
+    let result =
+        run_blocking(opts, move |cancelled| solve_all(&list, threads, max_attempts, cancelled, Some(deadline))).await?;
     let compute = start.elapsed();
     let (solutions, attempts) = result.map_err(|(stop, n)| stop_error(stop, n, opts))?;
     let req = json!({ "token": token, "solutions": solutions });
@@ -245,7 +258,10 @@ mod tests {
         // Values from @cap.js/server 4.0.5's prng under Node 20.
         assert_eq!(prng("abc1", 32), "a240feb00f42af1b0e9dab2bc4ea4c37");
         assert_eq!(prng("abc1d", 4), "e6e4");
-        assert_eq!(prng("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca4950", 32), "4732c78ce7aa45cd4d65fac4b59d789a");
+        assert_eq!(
+            prng("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca4950", 32),
+            "4732c78ce7aa45cd4d65fac4b59d789a"
+        );
         assert_eq!(prng("x", 5), "948de");
         assert_eq!(prng("", 8), "4622a677");
     }
@@ -288,7 +304,8 @@ mod tests {
 
     #[test]
     fn finds_endpoint() {
-        let w = find(r#"<cap-widget data-cap-api-endpoint="/cap/" data-cap-hidden-field-name="t"></cap-widget>"#).unwrap();
+        let w =
+            find(r#"<cap-widget data-cap-api-endpoint="/cap/" data-cap-hidden-field-name="t"></cap-widget>"#).unwrap();
         assert_eq!(w.endpoint.as_deref(), Some("/cap/"));
         assert_eq!(w.field, "t");
         assert_eq!(find("<cap-widget></cap-widget>").unwrap().endpoint, None);

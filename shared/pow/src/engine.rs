@@ -211,7 +211,12 @@ impl Task {
     /// Searches `0..=max_counter` on `threads` threads. Threads claim chunks
     /// of counters in order, so the answer is (nearly) the smallest; the first
     /// thread to find one stops the others. `cancelled` is polled between chunks.
-    pub fn search(&self, threads: usize, cancelled: &(dyn Fn() -> bool + Sync), deadline: Option<Instant>) -> Result<(Found, u64), Stop> {
+    pub fn search(
+        &self,
+        threads: usize,
+        cancelled: &(dyn Fn() -> bool + Sync),
+        deadline: Option<Instant>,
+    ) -> Result<(Found, u64), Stop> {
         let threads = threads.max(1);
         let chunk = self.chunk();
         let next = AtomicU64::new(0);
@@ -326,7 +331,11 @@ mod tests {
             (Pbkdf2Sha512, 5, Decimal, 123456, "5b0bb4ae0600681598c2cfe37f563a477b6bc25b2280847ad4f42b4824bcdcc1"),
         ];
         for &(alg, cost, mode, counter, want) in cases {
-            assert_eq!(hex::encode(task(alg, cost, mode).derive(counter)), want, "{alg:?} cost {cost} {mode:?} {counter}");
+            assert_eq!(
+                hex::encode(task(alg, cost, mode).derive(counter)),
+                want,
+                "{alg:?} cost {cost} {mode:?} {counter}"
+            );
         }
     }
 

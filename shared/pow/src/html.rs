@@ -132,7 +132,9 @@ pub fn decode_entities(s: &str) -> String {
                 "gt" => Some('>'),
                 "quot" => Some('"'),
                 "apos" => Some('\''),
-                _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
+                _ if ent.starts_with("#x") || ent.starts_with("#X") => {
+                    u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32)
+                }
                 _ if ent.starts_with('#') => ent[1..].parse::<u32>().ok().and_then(char::from_u32),
                 _ => None,
             };
@@ -178,7 +180,8 @@ mod tests {
 
     #[test]
     fn unterminated_input_does_not_panic() {
-        for s in ["<", "<a", "<a b", "<a b=", "<a b='x", "<!--", "<script>", "<cap-widget data-x=\"é", "&#xffffffff;"] {
+        for s in ["<", "<a", "<a b", "<a b=", "<a b='x", "<!--", "<script>", "<cap-widget data-x=\"é", "&#xffffffff;"]
+        {
             let _ = find_tag(s, "cap-widget");
             let _ = decode_entities(s);
         }

@@ -180,7 +180,12 @@ pub struct Solution {
 
 /// Fetches `page_url`, finds the widget, fetches its challenge, computes the
 /// proof and (for Cap) redeems it. See the crate documentation.
-pub async fn solve(client: &GuardedClient, kind: Widget, page_url: &str, opts: &SolveOptions) -> Result<Solution, PowError> {
+pub async fn solve(
+    client: &GuardedClient,
+    kind: Widget,
+    page_url: &str,
+    opts: &SolveOptions,
+) -> Result<Solution, PowError> {
     let started = Instant::now();
     let page = client.policy().check_url(page_url)?;
     let html = fetch_text(client, reqwest::Method::GET, page.as_str(), None, opts.max_page_bytes).await?;
@@ -284,7 +289,8 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
     let _guard = SetOnDrop(dropped.clone());
     let user = opts.cancel.clone();
     tokio::task::spawn_blocking(move || {
-        let cancelled = move || dropped.load(Ordering::Relaxed) || user.as_ref().is_some_and(|u| u.load(Ordering::Relaxed));
+        let cancelled =
+            move || dropped.load(Ordering::Relaxed) || user.as_ref().is_some_and(|u| u.load(Ordering::Relaxed));
         f(&cancelled)
     })
     .await

@@ -16,7 +16,12 @@ fn start_site() -> WidgetSite {
 }
 
 fn local_client() -> GuardedClient {
-    GuardedClient::new(NetPolicy::parse_list("127.0.0.0/8").expect("policy"), Duration::from_secs(20), "captcha-pow-test").expect("client")
+    GuardedClient::new(
+        NetPolicy::parse_list("127.0.0.0/8").expect("policy"),
+        Duration::from_secs(20),
+        "captcha-pow-test",
+    )
+    .expect("client")
 }
 
 async fn post_json(client: &GuardedClient, url: &str, body: Value) -> Value {
@@ -78,7 +83,9 @@ async fn altcha_form_field_is_accepted_by_the_site() {
     // The widget submits its payload as the form field `altcha`.
     let site = start_site();
     let client = local_client();
-    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v1", site.base()), &SolveOptions::default()).await.expect("solve");
+    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v1", site.base()), &SolveOptions::default())
+        .await
+        .expect("solve");
     let form = format!("altcha={}", form_urlencode(&sol.token));
     let resp = client
         .post(&format!("{}/altcha/verify", site.base()))
@@ -106,12 +113,16 @@ async fn plain_page_has_no_widget() {
     let site = start_site();
     let client = local_client();
     for kind in [Widget::Altcha, Widget::Cap, Widget::Auto] {
-        let err = solve(&client, kind, &format!("{}/plain", site.base()), &SolveOptions::default()).await.expect_err("no widget");
+        let err = solve(&client, kind, &format!("{}/plain", site.base()), &SolveOptions::default())
+            .await
+            .expect_err("no widget");
         assert!(matches!(err, PowError::NoWidget(_)), "{err}");
         assert!(err.needs_browser());
     }
     // The ALTCHA page has no Cap widget either.
-    let err = solve(&client, Widget::Cap, &format!("{}/altcha", site.base()), &SolveOptions::default()).await.expect_err("no cap");
+    let err = solve(&client, Widget::Cap, &format!("{}/altcha", site.base()), &SolveOptions::default())
+        .await
+        .expect_err("no cap");
     assert!(matches!(err, PowError::NoWidget(_)), "{err}");
 }
 
@@ -119,7 +130,9 @@ async fn plain_page_has_no_widget() {
 async fn strict_policy_refuses_loopback() {
     let site = start_site();
     let strict = GuardedClient::new(NetPolicy::strict(), Duration::from_secs(5), "captcha-pow-test").expect("client");
-    let err = solve(&strict, Widget::Altcha, &format!("{}/altcha", site.base()), &SolveOptions::default()).await.expect_err("refused");
+    let err = solve(&strict, Widget::Altcha, &format!("{}/altcha", site.base()), &SolveOptions::default())
+        .await
+        .expect_err("refused");
     assert!(matches!(err, PowError::Refused(_)), "{err}");
     assert!(!err.needs_browser());
 }
@@ -147,12 +160,16 @@ async fn a_tampered_payload_is_refused_by_the_site() {
     use base64::Engine as _;
     let site = start_site();
     let client = local_client();
-    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v2", site.base()), &SolveOptions::default()).await.expect("solve");
+    let sol = solve(&client, Widget::Altcha, &format!("{}/altcha-v2", site.base()), &SolveOptions::default())
+        .await
+        .expect("solve");
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut v: Value = serde_json::from_slice(&b64.decode(&sol.token).expect("b64")).expect("json");
     let key = v["solution"]["derivedKey"].as_str().expect("key").to_string();
     let flipped = if key.ends_with('0') { "1" } else { "0" };
     v["solution"]["derivedKey"] = json!(format!("{}{flipped}", &key[..key.len() - 1]));
-    let resp = post_json(&client, &format!("{}/altcha/verify", site.base()), json!({ "payload": b64.encode(v.to_string()) })).await;
+    let resp =
+        post_json(&client, &format!("{}/altcha/verify", site.base()), json!({ "payload": b64.encode(v.to_string()) }))
+            .await;
     assert_eq!(resp["ok"], false, "{resp}");
 }

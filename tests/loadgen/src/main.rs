@@ -74,12 +74,7 @@ impl Stats {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn load_images(dir: &PathBuf) -> Result<Vec<String>> {
@@ -185,7 +180,8 @@ fn report(name: &str, stats: &Stats, wall: Duration) {
 fn ensure_loopback(url: &str) -> Result<()> {
     let u = reqwest::Url::parse(url)?;
     let host = u.host_str().context("url has no host")?;
-    let ok = host == "localhost" || host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    let ok = host == "localhost"
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
     if !ok {
         bail!("refusing to load {host}: loopback only");
     }
@@ -197,10 +193,8 @@ async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
     ensure_loopback(&args.url)?;
     let images = Arc::new(load_images(&args.images)?);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.clients + 8)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(args.clients + 8).timeout(Duration::from_secs(30)).build()?;
 
     let idle_rss = args.server_pid.and_then(rss_kib);
 
@@ -253,7 +247,11 @@ async fn main() -> Result<()> {
     report("sequential, 1 client", &lat, lat_wall);
     report(&format!("closed loop, {} clients", args.clients), &stats, thr_wall);
     if let Some(idle) = idle_rss {
-        println!("\nserver RSS: idle {:.1} MiB, peak under load {:.1} MiB", idle as f64 / 1024.0, peak_rss.load(Ordering::Relaxed) as f64 / 1024.0);
+        println!(
+            "\nserver RSS: idle {:.1} MiB, peak under load {:.1} MiB",
+            idle as f64 / 1024.0,
+            peak_rss.load(Ordering::Relaxed) as f64 / 1024.0
+        );
     }
     if lat.errors + stats.errors > 0 {
         bail!("{} tasks failed", lat.errors + stats.errors);

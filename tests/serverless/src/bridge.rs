@@ -42,7 +42,8 @@ struct Bridge {
 pub async fn start(lambda: Lambda, routes: HashMap<String, String>, cert: &str, key: &str) -> Result<String> {
     let state = Arc::new(Bridge { lambda, routes, stage: "api".into() });
     let app = axum::Router::new().fallback(handle).with_state(state);
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("the bridge's certificate")?;
+    let tls =
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.context("the bridge's certificate")?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -64,7 +65,11 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let Some(function) = b.routes.get(&path).cloned() else {
-        return reply(StatusCode::FORBIDDEN, "application/json", r#"{"message":"Missing Authentication Token"}"#.into());
+        return reply(
+            StatusCode::FORBIDDEN,
+            "application/json",
+            r#"{"message":"Missing Authentication Token"}"#.into(),
+        );
     };
     let event = event(&b.stage, &method, &path, &query, &headers, &body, peer);
     match b.lambda.invoke(&function, &event).await {
@@ -77,7 +82,15 @@ async fn handle(
     }
 }
 
-fn event(stage: &str, method: &Method, path: &str, query: &[(String, String)], headers: &HeaderMap, body: &[u8], peer: SocketAddr) -> Value {
+fn event(
+    stage: &str,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Value {
     let mut single: BTreeMap<String, String> = BTreeMap::new();
     let mut multi: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in headers {
@@ -115,7 +128,10 @@ fn event(stage: &str, method: &Method, path: &str, query: &[(String, String)], h
 }
 
 fn proxy_response(resp: &Value) -> Response {
-    let status = resp["statusCode"].as_u64().and_then(|s| StatusCode::from_u16(s as u16).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = resp["statusCode"]
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
     let raw = resp["body"].as_str().unwrap_or("");
     let body = if resp["isBase64Encoded"].as_bool() == Some(true) {
         base64::engine::general_purpose::STANDARD.decode(raw.as_bytes()).unwrap_or_default()

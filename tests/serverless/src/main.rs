@@ -55,7 +55,14 @@ impl Lambda {
     }
 
     /// One HTTP request through the function as API Gateway (REST v1) would send it.
-    async fn api(&self, function: &str, method: &str, path: &str, query: &[(&str, &str)], body: Option<(&str, String)>) -> Result<String> {
+    async fn api(
+        &self,
+        function: &str,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Result<String> {
         let mut mv_query: HashMap<&str, Vec<&str>> = HashMap::new();
         for (k, v) in query {
             mv_query.entry(k).or_default().push(v);
@@ -171,12 +178,8 @@ async fn poller(sqs: aws_sdk_sqs::Client, lambda: Lambda, m: Arc<Mapping>, stop:
         let records: Vec<Value> = msgs
             .iter()
             .map(|msg| {
-                let attrs: serde_json::Map<String, Value> = msg
-                    .attributes()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str().to_string(), json!(v)))
-                    .collect();
+                let attrs: serde_json::Map<String, Value> =
+                    msg.attributes().into_iter().flatten().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
                 json!({
                     "messageId": msg.message_id(), "receiptHandle": msg.receipt_handle(), "body": msg.body(),
                     "attributes": attrs, "messageAttributes": {}, "md5OfBody": msg.md5_of_body(),
@@ -205,7 +208,11 @@ async fn poller(sqs: aws_sdk_sqs::Client, lambda: Lambda, m: Arc<Mapping>, stop:
             .enumerate()
             .filter(|(_, x)| !x.message_id().is_some_and(|id| failed.iter().any(|f| f == id)))
             .filter_map(|(i, x)| {
-                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(x.receipt_handle()?).build().ok()
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(x.receipt_handle()?)
+                    .build()
+                    .ok()
             })
             .collect();
         if !entries.is_empty() {
@@ -237,7 +244,9 @@ impl World {
         let b64 = base64::engine::general_purpose::STANDARD.encode(image);
         let mut pairs = vec![("key", key), ("method", "base64"), ("body", b64.as_str())];
         pairs.extend_from_slice(extra);
-        self.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", form(&pairs)))).await
+        self.lambda
+            .api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", form(&pairs))))
+            .await
     }
 
     async fn res(&self, query: &[(&str, &str)]) -> Result<String> {
@@ -365,11 +374,22 @@ async fn case_error_codes(w: &World) -> Result<String> {
     checks.push(("ERROR_TOO_BIG_CAPTCHA_FILESIZE", w.submit_classic(&rich.key, &vec![0x89; 700 * 1024], &[]).await?));
     checks.push(("ERROR_IMAGE_TYPE_NOT_SUPPORTED", w.submit_classic(&rich.key, &[b'x'; 500], &[]).await?));
     let upload = form(&[("key", &rich.key), ("method", "base64"), ("body", "not*base64!")]);
-    checks.push(("ERROR_UPLOAD", w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", upload))).await?));
+    checks.push((
+        "ERROR_UPLOAD",
+        w.lambda
+            .api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", upload)))
+            .await?,
+    ));
     let bad = form(&[("key", &rich.key), ("method", "no-such-method")]);
-    checks.push(("ERROR_BAD_PARAMETERS", w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", bad))).await?));
+    checks.push((
+        "ERROR_BAD_PARAMETERS",
+        w.lambda
+            .api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", bad)))
+            .await?,
+    ));
     checks.push(("ERROR_WRONG_ID_FORMAT", w.res(&[("key", &rich.key), ("action", "get"), ("id", "abc")]).await?));
-    checks.push(("ERROR_WRONG_CAPTCHA_ID", w.res(&[("key", &rich.key), ("action", "get"), ("id", "123456789")]).await?));
+    checks
+        .push(("ERROR_WRONG_CAPTCHA_ID", w.res(&[("key", &rich.key), ("action", "get"), ("id", "123456789")]).await?));
     checks.push(("ERROR_EMPTY_ACTION", w.res(&[("key", &rich.key), ("id", "123")]).await?));
     checks.push(("ERROR_KEY_DOES_NOT_EXIST", w.res(&[("key", unknown_key), ("action", "getbalance")]).await?));
     checks.push(("ERROR_PAGEURL", {
@@ -448,8 +468,16 @@ async fn case_parallel_balance(w: &World) -> Result<String> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let (lambda, key) = (w.lambda.clone(), acct.key.clone());
-        let body = form(&[("key", &key), ("method", "base64"), ("body", &base64::engine::general_purpose::STANDARD.encode(&w.png))]);
-        set.spawn(async move { lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", body))).await });
+        let body = form(&[
+            ("key", &key),
+            ("method", "base64"),
+            ("body", &base64::engine::general_purpose::STANDARD.encode(&w.png)),
+        ]);
+        set.spawn(async move {
+            lambda
+                .api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", body)))
+                .await
+        });
     }
     let mut ok = Vec::new();
     let mut other: HashMap<String, usize> = HashMap::new();
@@ -472,18 +500,36 @@ async fn case_parallel_balance(w: &World) -> Result<String> {
 async fn case_json_api(w: &World) -> Result<String> {
     let acct = w.account(100_000).await?;
     let body = json!({"clientKey": acct.key, "task": {"type": "ImageToTextTask", "body": base64::engine::general_purpose::STANDARD.encode(&w.png)}});
-    let created: Value = serde_json::from_str(&w.lambda.api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", body.to_string()))).await?)?;
+    let created: Value = serde_json::from_str(
+        &w.lambda
+            .api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", body.to_string())))
+            .await?,
+    )?;
     ensure!(created["errorId"] == 0, "createTask: {created}");
     let task_id = created["taskId"].clone();
     let start = Instant::now();
     loop {
         let q = json!({"clientKey": acct.key, "taskId": task_id});
-        let r: Value = serde_json::from_str(&w.lambda.api("captcha-poll", "POST", "/getTaskResult", &[], Some(("application/json", q.to_string()))).await?)?;
+        let r: Value = serde_json::from_str(
+            &w.lambda
+                .api("captcha-poll", "POST", "/getTaskResult", &[], Some(("application/json", q.to_string())))
+                .await?,
+        )?;
         ensure!(r["errorId"] == 0, "getTaskResult: {r}");
         if r["status"] == "ready" {
             let text = r["solution"]["text"].as_str().unwrap_or_default().to_string();
             ensure!(!text.is_empty(), "{r}");
-            let bal: Value = serde_json::from_str(&w.lambda.api("captcha-poll", "POST", "/getBalance", &[], Some(("application/json", json!({"clientKey": acct.key}).to_string()))).await?)?;
+            let bal: Value = serde_json::from_str(
+                &w.lambda
+                    .api(
+                        "captcha-poll",
+                        "POST",
+                        "/getBalance",
+                        &[],
+                        Some(("application/json", json!({"clientKey": acct.key}).to_string())),
+                    )
+                    .await?,
+            )?;
             return Ok(format!("taskId {task_id} → {text:?}, balance {}", bal["balance"]));
         }
         ensure!(start.elapsed() < Duration::from_secs(60), "not ready: {r}");
@@ -504,7 +550,9 @@ async fn receive_one(listener: tokio::net::TcpListener) -> Result<(String, Vec<u
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                })
                 .unwrap_or(0);
             while buf.len() < end + 4 + len {
                 let n = sock.read(&mut chunk).await?;
@@ -519,16 +567,24 @@ async fn receive_one(listener: tokio::net::TcpListener) -> Result<(String, Vec<u
 
 /// A receiver on 127.0.0.1 for one callback: its URL, and the signature-checked
 /// body once it arrives (`X-Signature` verified with `secret`, 5-minute window).
-async fn signed_receiver(path: &str, secret: &str) -> Result<(String, impl std::future::Future<Output = Result<Vec<u8>>>)> {
+async fn signed_receiver(
+    path: &str,
+    secret: &str,
+) -> Result<(String, impl std::future::Future<Output = Result<Vec<u8>>>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://127.0.0.1:{}{path}", listener.local_addr()?.port());
     let receiver = tokio::spawn(receive_one(listener));
     let secret = secret.to_string();
     let body = async move {
-        let (head, body) = tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no callback within 60 s")???;
+        let (head, body) =
+            tokio::time::timeout(Duration::from_secs(60), receiver).await.context("no callback within 60 s")???;
         let sig = head
             .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER)).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(captcha_callbacks::SIGNATURE_HEADER))
+                    .map(|(_, v)| v.trim().to_string())
+            })
             .context("no signature header")?;
         captcha_callbacks::verify(&secret, &sig, &body, now_ms() / 1000, Duration::from_secs(300))
             .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
@@ -548,10 +604,18 @@ async fn case_callback(w: &World) -> Result<String> {
     // The JSON API's callbackUrl: the getTaskResult body (+ taskId), signed the same way.
     let (url, delivered) = signed_receiver("/json-cb", secret).await?;
     let req = json!({"clientKey": acct.key, "callbackUrl": url, "task": {"type": "ImageToTextTask", "body": base64::engine::general_purpose::STANDARD.encode(&w.png)}});
-    let created: Value = serde_json::from_str(&w.lambda.api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", req.to_string()))).await?)?;
+    let created: Value = serde_json::from_str(
+        &w.lambda
+            .api("captcha-submit", "POST", "/createTask", &[], Some(("application/json", req.to_string())))
+            .await?,
+    )?;
     ensure!(created["errorId"] == 0, "createTask: {created}");
-    let v: Value = serde_json::from_slice(&delivered.await.context("the JSON callback")?).context("the JSON callback's body")?;
-    ensure!(v["status"] == "ready" && v["taskId"] == created["taskId"] && v["solution"]["text"].is_string(), "JSON callback {v}");
+    let v: Value =
+        serde_json::from_slice(&delivered.await.context("the JSON callback")?).context("the JSON callback's body")?;
+    ensure!(
+        v["status"] == "ready" && v["taskId"] == created["taskId"] && v["solution"]["text"].is_string(),
+        "JSON callback {v}"
+    );
     Ok(format!("signed callbacks: classic {body:?}, JSON taskId {} text {}", v["taskId"], v["solution"]["text"]))
 }
 
@@ -570,7 +634,15 @@ impl Site {
 
     /// Asks the site whether it accepts `token` (each token once).
     async fn verify(&self, w: &World, path: &str, field: &str, token: &str) -> Result<bool> {
-        let ok: Value = w.lambda.http.post(format!("{}{path}", self.base())).json(&json!({ field: token })).send().await?.json().await?;
+        let ok: Value = w
+            .lambda
+            .http
+            .post(format!("{}{path}", self.base()))
+            .json(&json!({ field: token }))
+            .send()
+            .await?
+            .json()
+            .await?;
         Ok(ok["ok"] == true)
     }
 }
@@ -580,7 +652,9 @@ async fn token_task(w: &World, key: &str, pairs: &[(&str, &str)]) -> Result<(Str
     let mut all = vec![("key", key)];
     all.extend_from_slice(pairs);
     let f = form(&all);
-    let id = ok_id(&w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?)?;
+    let id = ok_id(
+        &w.lambda.api("captcha-submit", "POST", "/in.php", &[], Some(("application/x-www-form-urlencoded", f))).await?,
+    )?;
     let r = w.wait_result(key, &id, Duration::from_secs(120)).await?;
     Ok((id, r))
 }
@@ -590,12 +664,12 @@ async fn token_task(w: &World, key: &str, pairs: &[(&str, &str)]) -> Result<(Str
 async fn case_native_pow(w: &World, site: &Site) -> Result<String> {
     let acct = w.account(100_000).await?;
     let mut notes = Vec::new();
-    for (page, verify_path, field, method) in [
-        ("/altcha", "/altcha/verify", "payload", "altcha"),
-        ("/cap", "/cap/verify", "token", "cap"),
-    ] {
+    for (page, verify_path, field, method) in
+        [("/altcha", "/altcha/verify", "payload", "altcha"), ("/cap", "/cap/verify", "token", "cap")]
+    {
         let t0 = Instant::now();
-        let (_, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base()))]).await?;
+        let (_, r) =
+            token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base()))]).await?;
         let token = r.strip_prefix("OK|").with_context(|| format!("{method}: {r}"))?;
         ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the token");
         ensure!(!site.verify(w, verify_path, field, token).await?, "{method}: the site accepted a replay");
@@ -610,19 +684,28 @@ async fn case_native_pow(w: &World, site: &Site) -> Result<String> {
 async fn case_browser_in_lambda(w: &World, site: &Site) -> Result<String> {
     let acct = w.account(100_000).await?;
     let mut notes = Vec::new();
-    for (page, verify_path, field, method) in [
-        ("/cap", "/cap/verify", "token", "cap"),
-        ("/altcha-v1", "/altcha/verify", "payload", "altcha"),
-    ] {
+    for (page, verify_path, field, method) in
+        [("/cap", "/cap/verify", "token", "cap"), ("/altcha-v1", "/altcha/verify", "payload", "altcha")]
+    {
         let t0 = Instant::now();
-        let (id, r) = token_task(w, &acct.key, &[("method", method), ("pageurl", &format!("{}{page}", site.base())), ("engine", "browser")]).await?;
+        let (id, r) = token_task(
+            w,
+            &acct.key,
+            &[("method", method), ("pageurl", &format!("{}{page}", site.base())), ("engine", "browser")],
+        )
+        .await?;
         let token = r.strip_prefix("OK|").with_context(|| format!("{method} in Chromium: {r}"))?;
         ensure!(site.verify(w, verify_path, field, token).await?, "{method}: the site refused the browser's token");
         let t = w.task(&id).await?;
         notes.push(format!("{method} by Chromium in {:.1} s (attempts {})", t0.elapsed().as_secs_f64(), t.attempts));
     }
     let paid = 100_000 - 2 * 3_000;
-    let (id, r) = token_task(w, &acct.key, &[("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", &format!("{}/plain", site.base()))]).await?;
+    let (id, r) = token_task(
+        w,
+        &acct.key,
+        &[("method", "turnstile"), ("sitekey", "0x4AAAAAAA"), ("pageurl", &format!("{}/plain", site.base()))],
+    )
+    .await?;
     ensure!(r == "ERROR_CAPTCHA_UNSOLVABLE", "turnstile on a page without it: {r}");
     let t = w.task(&id).await?;
     ensure!(t.attempts == 1, "given up at once: {t:?}");
@@ -653,7 +736,15 @@ async fn case_sweeper_retries_a_dead_solvers_task(w: &World) -> Result<String> {
     w.wait_state(&id, TaskState::Routed).await?;
     // The "solve function" that dies: receives the record, claims the task, never finishes.
     let ocr = env("CAPTCHA_OCR_QUEUE_URL")?;
-    let got = w.sqs.receive_message().queue_url(&ocr).max_number_of_messages(1).visibility_timeout(1).wait_time_seconds(2).send().await?;
+    let got = w
+        .sqs
+        .receive_message()
+        .queue_url(&ocr)
+        .max_number_of_messages(1)
+        .visibility_timeout(1)
+        .wait_time_seconds(2)
+        .send()
+        .await?;
     let msg = got.messages().first().context("the ocr message")?;
     ensure!(msg.body() == Some(id.as_str()), "ocr message {:?}", msg.body());
     ensure!(w.core.claim_message(captcha_core::Pool::Ocr, &id).await?.is_some(), "claimed");
@@ -693,7 +784,15 @@ async fn case_sweeper_gives_up_dead_letters(w: &World) -> Result<String> {
     let id = ok_id(&w.submit_classic(&acct.key, &w.png, &[]).await?)?;
     let intake = env("CAPTCHA_INTAKE_QUEUE_URL")?;
     let dlq = std::env::var("CAPTCHA_INTAKE_DLQ_URL").unwrap_or_else(|_| format!("{intake}-dlq"));
-    let got = w.sqs.receive_message().queue_url(&intake).max_number_of_messages(1).visibility_timeout(30).wait_time_seconds(2).send().await?;
+    let got = w
+        .sqs
+        .receive_message()
+        .queue_url(&intake)
+        .max_number_of_messages(1)
+        .visibility_timeout(30)
+        .wait_time_seconds(2)
+        .send()
+        .await?;
     let msg = got.messages().first().context("the intake message")?;
     ensure!(msg.body() == Some(id.as_str()), "intake message {:?}", msg.body());
     w.sqs.send_message().queue_url(&dlq).message_body(&id).send().await?;
@@ -732,18 +831,41 @@ async fn case_official_clients(w: &World, site: &Site) -> Result<String> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let clients = root.join("tests/clients");
     let images = root.join("shared/ocr/validation/captcha-default").display().to_string();
-    let venv = std::env::var("CAPTCHA_TEST_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/captcha-test-venv"));
+    let venv = std::env::var("CAPTCHA_TEST_VENV").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/captcha-test-venv")
+    });
     let python = venv.join("bin/python");
     let script = |name: &str| clients.join(name).display().to_string();
     let acct = w.account(1_000_000).await?;
     let k = acct.key.clone();
     let runs: Vec<(&str, std::path::PathBuf, Vec<String>)> = vec![
-        ("2captcha-python (PyPI)", python.clone(), vec![script("python_client.py"), addr.clone(), k.clone(), images.clone(), "5".into()]),
-        ("@2captcha/captcha-solver (npm)", "node".into(), vec![script("node_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
-        ("anticaptchaofficial (PyPI)", python, vec![script("anticaptcha_client.py"), base.clone(), k.clone(), images.clone(), "5".into(), site.base().to_string()]),
-        ("@antiadmin/anticaptchaofficial (npm)", "node".into(), vec![script("anticaptcha_client.js"), base.clone(), k.clone(), images.clone(), "5".into()]),
+        (
+            "2captcha-python (PyPI)",
+            python.clone(),
+            vec![script("python_client.py"), addr.clone(), k.clone(), images.clone(), "5".into()],
+        ),
+        (
+            "@2captcha/captcha-solver (npm)",
+            "node".into(),
+            vec![script("node_client.js"), base.clone(), k.clone(), images.clone(), "5".into()],
+        ),
+        (
+            "anticaptchaofficial (PyPI)",
+            python,
+            vec![
+                script("anticaptcha_client.py"),
+                base.clone(),
+                k.clone(),
+                images.clone(),
+                "5".into(),
+                site.base().to_string(),
+            ],
+        ),
+        (
+            "@antiadmin/anticaptchaofficial (npm)",
+            "node".into(),
+            vec![script("anticaptcha_client.js"), base.clone(), k.clone(), images.clone(), "5".into()],
+        ),
     ];
     let mut notes = Vec::new();
     for (name, program, args) in runs {
@@ -767,7 +889,11 @@ async fn case_official_clients(w: &World, site: &Site) -> Result<String> {
         }
         ensure!(out.status.success(), "{name} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
         let summary = stdout.lines().find(|l| l.contains(" right; balance ")).unwrap_or("").to_string();
-        notes.push(format!("{name} ok in {:.1} s ({})", t0.elapsed().as_secs_f64(), summary.split_once(": ").map(|x| x.1).unwrap_or("")));
+        notes.push(format!(
+            "{name} ok in {:.1} s ({})",
+            t0.elapsed().as_secs_f64(),
+            summary.split_once(": ").map(|x| x.1).unwrap_or("")
+        ));
     }
     Ok(notes.join("; "))
 }
@@ -782,12 +908,8 @@ async fn main() -> Result<()> {
     let dir = root.join("shared/ocr/validation/captcha-default");
     let png = std::fs::read(dir.join("0001.png")).context("the validation image")?;
     let labels = std::fs::read_to_string(dir.join("labels.tsv"))?;
-    let label = labels
-        .lines()
-        .find_map(|l| l.strip_prefix("0001.png\t"))
-        .context("label of 0001.png")?
-        .trim()
-        .to_string();
+    let label =
+        labels.lines().find_map(|l| l.strip_prefix("0001.png\t")).context("label of 0001.png")?.trim().to_string();
 
     let lambda = Lambda {
         http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?,
@@ -837,17 +959,32 @@ async fn main() -> Result<()> {
     report.record("duplicated SQS messages: one result, one charge", case_duplicate_message(&w).await);
     report.record("50 parallel submits against a balance for 10", case_parallel_balance(&w).await);
     report.record("JSON createTask + getTaskResult", case_json_api(&w).await);
-    report.record("signed callbacks (classic pingback + JSON callbackUrl) delivered by captcha-pingback", case_callback(&w).await);
+    report.record(
+        "signed callbacks (classic pingback + JSON callbackUrl) delivered by captcha-pingback",
+        case_callback(&w).await,
+    );
     match Site::start().await {
         Ok(site) => {
             report.record("ALTCHA + Cap via the browser queue's native solver", case_native_pow(&w, &site).await);
-            report.record("Chromium in captcha-solve-browser: Cap + ALTCHA tokens, widgetless page unsolvable", case_browser_in_lambda(&w, &site).await);
-            report.record("official clients (2captcha + anticaptcha, PyPI + npm) over HTTPS", case_official_clients(&w, &site).await);
+            report.record(
+                "Chromium in captcha-solve-browser: Cap + ALTCHA tokens, widgetless page unsolvable",
+                case_browser_in_lambda(&w, &site).await,
+            );
+            report.record(
+                "official clients (2captcha + anticaptcha, PyPI + npm) over HTTPS",
+                case_official_clients(&w, &site).await,
+            );
         }
         Err(e) => report.record("the widget site starts", Err(e)),
     }
-    report.record("captcha-sweep retries the task of a solver that died", case_sweeper_retries_a_dead_solvers_task(&w).await);
-    report.record("captcha-sweep gives up dead-lettered tasks, releasing the hold", case_sweeper_gives_up_dead_letters(&w).await);
+    report.record(
+        "captcha-sweep retries the task of a solver that died",
+        case_sweeper_retries_a_dead_solvers_task(&w).await,
+    );
+    report.record(
+        "captcha-sweep gives up dead-lettered tasks, releasing the hold",
+        case_sweeper_gives_up_dead_letters(&w).await,
+    );
 
     stop.store(true, Ordering::SeqCst);
     for p in pollers {

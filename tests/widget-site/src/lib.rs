@@ -34,7 +34,8 @@ impl WidgetSite {
         INSTALLED
             .get_or_init(|| {
                 let script = web_dir().join("install.sh");
-                let st = Command::new("bash").arg(&script).status().map_err(|e| format!("run {}: {e}", script.display()))?;
+                let st =
+                    Command::new("bash").arg(&script).status().map_err(|e| format!("run {}: {e}", script.display()))?;
                 if st.success() {
                     Ok(())
                 } else {
@@ -70,7 +71,8 @@ impl WidgetSite {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if !port_sent {
-                    let port = line.trim().strip_prefix("LISTENING ").map(|p| p.parse::<u16>().map_err(|_| line.clone()));
+                    let port =
+                        line.trim().strip_prefix("LISTENING ").map(|p| p.parse::<u16>().map_err(|_| line.clone()));
                     if let Some(port) = port {
                         let _ = tx.send(port);
                         port_sent = true;
@@ -86,7 +88,9 @@ impl WidgetSite {
                 Ok(site)
             }
             Ok(Err(line)) => Err(format!("widget site printed a bad port line {line:?}")),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("widget site printed no port within {START_TIMEOUT:?}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(format!("widget site printed no port within {START_TIMEOUT:?}"))
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => Err("widget site exited before printing its port".into()),
         }
     }

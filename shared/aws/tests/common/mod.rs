@@ -78,7 +78,10 @@ pub async fn fresh() -> Fresh {
     }
     Fresh {
         sdk,
-        tasks: TaskTables { tasks: names["CAPTCHA_TASKS_TABLE"].clone(), images: names["CAPTCHA_IMAGES_TABLE"].clone() },
+        tasks: TaskTables {
+            tasks: names["CAPTCHA_TASKS_TABLE"].clone(),
+            images: names["CAPTCHA_IMAGES_TABLE"].clone(),
+        },
         accounts: AccountTables {
             accounts: names["CAPTCHA_ACCOUNTS_TABLE"].clone(),
             holds: names["CAPTCHA_HOLDS_TABLE"].clone(),
@@ -137,12 +140,7 @@ async fn clone_queue(sqs: &aws_sdk_sqs::Client, model_url: &str, prefix: &str, n
     let attrs = attrs.attributes().expect("attributes");
     let redrive = attrs.get(&QueueAttributeName::RedrivePolicy).expect("the deployed queue has a redrive policy");
     let max_receive: serde_like::MaxReceive = serde_like::parse_max_receive(redrive);
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{prefix}{name}-dlq"))
-        .send()
-        .await
-        .expect("create dlq");
+    let dlq = sqs.create_queue().queue_name(format!("{prefix}{name}-dlq")).send().await.expect("create dlq");
     let dlq_url = dlq.queue_url().expect("dlq url").to_string();
     let dlq_arn = sqs
         .get_queue_attributes()
@@ -171,11 +169,8 @@ mod serde_like {
 
     pub fn parse_max_receive(policy: &str) -> MaxReceive {
         let at = policy.find("maxReceiveCount").expect("maxReceiveCount in redrive policy");
-        let digits: String = policy[at..]
-            .chars()
-            .skip_while(|c| !c.is_ascii_digit())
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
+        let digits: String =
+            policy[at..].chars().skip_while(|c| !c.is_ascii_digit()).take_while(|c| c.is_ascii_digit()).collect();
         MaxReceive(digits.parse().expect("a number"))
     }
 }
@@ -241,12 +236,8 @@ impl Fresh {
 pub fn make(clock: Arc<ManualClock>) -> (Ports, Guard) {
     let fresh = block(fresh());
     let queue = ClockedQueue { inner: fresh.sqs(), clock: clock.clone(), state: Mutex::default() };
-    let ports = Ports {
-        queue: Arc::new(queue),
-        tasks: Arc::new(fresh.tasks()),
-        accounts: Arc::new(fresh.accounts()),
-        clock,
-    };
+    let ports =
+        Ports { queue: Arc::new(queue), tasks: Arc::new(fresh.tasks()), accounts: Arc::new(fresh.accounts()), clock };
     (ports, Box::new(fresh.cleanup()))
 }
 

@@ -21,7 +21,8 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 pub fn config(policy: NetPolicy, deadline: Duration) -> PoolConfig {
     PoolConfig {
         // CAPTCHA_CHROMIUM points the tests at another Chromium (or a missing one).
-        chromium: std::env::var_os("CAPTCHA_CHROMIUM").map_or_else(|| captcha_browser::DEFAULT_CHROMIUM.into(), Into::into),
+        chromium: std::env::var_os("CAPTCHA_CHROMIUM")
+            .map_or_else(|| captcha_browser::DEFAULT_CHROMIUM.into(), Into::into),
         max_browsers: 1,
         pages_per_browser: 4,
         task_deadline: deadline,

@@ -8,9 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{
-    AccountStore, Clock, HoldOutcome, Message, Queue, Receipt, StoreResult, TaskQueue, TaskStore,
-};
+use super::{AccountStore, Clock, HoldOutcome, Message, Queue, Receipt, StoreResult, TaskQueue, TaskStore};
 use crate::config::ms;
 use crate::domain::{Account, AccountId, Hold, HoldState, Task, TaskState, Transition};
 use crate::service::{Report, TaskId};
@@ -82,10 +80,10 @@ impl TaskQueue for MemoryStore {
         for body in bodies {
             st.next_message += 1;
             let seq = st.next_message;
-            st.queues.entry(queue).or_default().insert(
-                seq,
-                StoredMessage { body: body.clone(), visible_at_ms: now, receive_count: 0 },
-            );
+            st.queues
+                .entry(queue)
+                .or_default()
+                .insert(seq, StoredMessage { body: body.clone(), visible_at_ms: now, receive_count: 0 });
         }
         Ok(())
     }

@@ -207,8 +207,14 @@ pub trait AccountStore: Send + Sync {
     async fn top_up(&self, id: &AccountId, amount_micros: u64) -> StoreResult<Option<Account>>;
     /// Reserves `amount` for `task` if balance − held ≥ amount and the account
     /// has fewer than `max_open` open holds — checked and applied atomically.
-    async fn hold(&self, id: &AccountId, task: TaskId, amount_micros: u64, max_open: u32, now_ms: u64)
-        -> StoreResult<HoldOutcome>;
+    async fn hold(
+        &self,
+        id: &AccountId,
+        task: TaskId,
+        amount_micros: u64,
+        max_open: u32,
+        now_ms: u64,
+    ) -> StoreResult<HoldOutcome>;
     /// Charges an open hold. `Ok(false)` if the task has no open hold.
     async fn settle(&self, task: TaskId, now_ms: u64) -> StoreResult<bool>;
     /// Gives an open hold back. `Ok(false)` if the task has no open hold.
@@ -338,7 +344,13 @@ mod tests {
 
     #[test]
     fn queue_names_round_trip() {
-        for q in [Queue::INTAKE, Queue::CALLBACK, Queue::pool(Pool::Ocr), Queue::pool(Pool::Browser), Queue::pool(Pool::Native)] {
+        for q in [
+            Queue::INTAKE,
+            Queue::CALLBACK,
+            Queue::pool(Pool::Ocr),
+            Queue::pool(Pool::Browser),
+            Queue::pool(Pool::Native),
+        ] {
             assert_eq!(Queue::from_name(&q.name()), Some(q));
             assert_eq!(Queue::from_name(&q.dead().name()), Some(q.dead()));
         }

@@ -70,9 +70,7 @@ fn parse_args() -> Result<Args> {
             "--val-dir" => args.val_dir = value()?.into(),
             "--model" => args.model = Some(value()?.into()),
             "--cells" => args.cells = Some(value()?.into()),
-            "--throughput-secs" => {
-                args.throughput_secs = value()?.parse().context("--throughput-secs")?
-            }
+            "--throughput-secs" => args.throughput_secs = value()?.parse().context("--throughput-secs")?,
             "-h" | "--help" => {
                 println!(
                     "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor] [--throughput-secs S]"
@@ -155,23 +153,16 @@ fn load_samples(dir: &Path, limit: usize) -> Result<Vec<Sample>> {
         let mut same = load_ambiguity(&dir.join(&style))?;
         let rows = labels.lines().filter(|l| !l.is_empty());
         for line in rows.take(if limit == 0 { usize::MAX } else { limit }) {
-            let (name, label) = line
-                .split_once('\t')
-                .with_context(|| format!("{style}/labels.tsv: no tab in {line:?}"))?;
-            let bytes = std::fs::read(dir.join(&style).join(name))
-                .with_context(|| format!("{style}/{name}"))?;
+            let (name, label) =
+                line.split_once('\t').with_context(|| format!("{style}/labels.tsv: no tab in {line:?}"))?;
+            let bytes = std::fs::read(dir.join(&style).join(name)).with_context(|| format!("{style}/{name}"))?;
             let same = same.remove(name);
             if let Some((pattern, _)) = &same {
                 if !matches(pattern, label) {
                     bail!("{style}/ambiguity.tsv: the pattern for {name} does not match its label {label:?}");
                 }
             }
-            samples.push(Sample {
-                style: style.clone(),
-                bytes,
-                label: label.to_string(),
-                same,
-            });
+            samples.push(Sample { style: style.clone(), bytes, label: label.to_string(), same });
         }
     }
     if samples.is_empty() {
@@ -182,12 +173,7 @@ fn load_samples(dir: &Path, limit: usize) -> Result<Vec<Sample>> {
 
 /// The flags a client would send for a style.
 fn constraints_for(style: &str, case_sensitive: bool) -> Constraints {
-    Constraints {
-        case_sensitive,
-        calc: style == "calc",
-        phrase: style == "phrase",
-        ..Constraints::default()
-    }
+    Constraints { case_sensitive, calc: style == "calc", phrase: style == "phrase", ..Constraints::default() }
 }
 
 /// The integer result of `12+7=?`-like labels.
@@ -232,10 +218,7 @@ struct Measured {
 /// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`, nanosecond
 /// resolution).
 fn thread_cpu_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the call's duration.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
@@ -243,12 +226,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 /// The 1-minute load average, to judge how shared the CPU was.
 fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// One pass over every image on this thread: accuracy and latency together.
@@ -318,10 +296,8 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         if let Some((pattern, _)) = &s.same {
             score.forgiven += usize::from(matches(pattern, &answer.text));
         }
-        let read_ci = ocr
-            .decode(&lp, &constraints_for(&s.style, false))
-            .map(|a| a.raw.to_lowercase())
-            .unwrap_or_default();
+        let read_ci =
+            ocr.decode(&lp, &constraints_for(&s.style, false)).map(|a| a.raw.to_lowercase()).unwrap_or_default();
         if s.style == "calc" {
             // Scored on the expression read, as ddddocr is; the result on the side.
             score.exact += usize::from(answer.raw == s.label);
@@ -333,12 +309,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
             score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
         }
     }
-    Ok(Measured {
-        styles,
-        model_ns,
-        model_cpu_ns,
-        total_ns,
-    })
+    Ok(Measured { styles, model_ns, model_cpu_ns, total_ns })
 }
 
 /// Whole calls on `workers` threads sharing one `Ocr`, for about `secs`.
@@ -395,22 +366,13 @@ fn run_anchor(val_dir: &Path, limit: usize) -> Result<Value, String> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        return Err(format!(
-            "{py} {} failed ({}): {}",
-            script.display(),
-            out.status,
-            tail.join(" | ")
-        ));
+        return Err(format!("{py} {} failed ({}): {}", script.display(), out.status, tail.join(" | ")));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
         .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l.trim())
-                .ok()
-                .filter(Value::is_object)
-        })
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
         .ok_or_else(|| "the script printed no JSON object".to_string())
 }
 
@@ -517,9 +479,8 @@ fn main() -> Result<()> {
             (name.clone(), v)
         })
         .collect();
-    let (n, exact, exact_ci) = measured.styles.iter().fold((0, 0, 0), |(n, e, c), (_, s)| {
-        (n + s.n, e + s.exact, c + s.exact_ci)
-    });
+    let (n, exact, exact_ci) =
+        measured.styles.iter().fold((0, 0, 0), |(n, e, c), (_, s)| (n + s.n, e + s.exact, c + s.exact_ci));
     let report = json!({
         "machine": {"cpu": cpu_model(), "cores": workers, "load_average_1m_at_start": load_before},
         "versions": {
@@ -560,10 +521,7 @@ fn print_markdown(r: &Value) {
         Value::Null => "—".into(),
         other => other.to_string(),
     };
-    let p = |v: &Value| {
-        v.as_f64()
-            .map_or("—".to_string(), |x| format!("{:.1}%", x * 100.0))
-    };
+    let p = |v: &Value| v.as_f64().map_or("—".to_string(), |x| format!("{:.1}%", x * 100.0));
     let ours = &r["ours"];
     let dd = &r["ddddocr"];
     println!(
@@ -591,10 +549,7 @@ fn print_markdown(r: &Value) {
         "| style | images | ours exact | ours case-insensitive | ddddocr exact | ddddocr case-insensitive | bound, any reader | ours, look-alikes forgiven | read as cells | ours, model p50 |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut names: Vec<&String> = ours["styles"]
-        .as_object()
-        .map(|m| m.keys().collect())
-        .unwrap_or_default();
+    let mut names: Vec<&String> = ours["styles"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
     names.sort();
     for name in names {
         let o = &ours["styles"][name];
@@ -635,11 +590,7 @@ fn print_markdown(r: &Value) {
     println!("| latency per image, 1 thread, batch 1 | p50 | p95 |");
     println!("|---|---:|---:|");
     let lat = &ours["latency_ms"];
-    println!(
-        "| ours, model only | {} ms | {} ms |",
-        s(&lat["model"]["p50"]),
-        s(&lat["model"]["p95"])
-    );
+    println!("| ours, model only | {} ms | {} ms |", s(&lat["model"]["p50"]), s(&lat["model"]["p95"]));
     println!(
         "| ours, model only, thread CPU time | {} ms | {} ms |",
         s(&lat["model_cpu"]["p50"]),
