@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 use crate::cells::{CellMap, CellReader};
 use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
 use crate::error::OcrError;
-use crate::preprocess::{self, ImageLimits, InputSpec};
+use crate::preprocess::{self, ImageLimits, InputSpec, Resize};
 
 /// `model/model.json`: what the trainer promises about `captcha.onnx`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,6 +26,10 @@ pub struct ModelSpec {
     pub mean: f32,
     pub std: f32,
     pub version: String,
+    /// Step 3 of the preprocessing; absent means `fit`, as for every model
+    /// before the option existed.
+    #[serde(default)]
+    pub resize: Resize,
 }
 
 /// The plan tract runs: the optimised graph, fixed at batch 1.
@@ -137,7 +141,13 @@ impl Ocr {
         let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
         let mut ocr = Ocr {
             plan,
-            input: InputSpec { height: spec.input_height, width: spec.input_width, mean: spec.mean, std: spec.std },
+            input: InputSpec {
+                height: spec.input_height,
+                width: spec.input_width,
+                mean: spec.mean,
+                std: spec.std,
+                resize: spec.resize,
+            },
             spec,
             charset,
             limits: ImageLimits::default(),

@@ -7,8 +7,11 @@
 //! 1. decode (PNG, JPEG, GIF's first frame); alpha composited over white the
 //!    way Pillow's `alpha_composite` does it; RGB;
 //! 2. gray = `(R*19595 + G*38470 + B*7471 + 32768) >> 16` (Pillow's `L`);
-//! 3. scale = `min(H/h, W/w)`, `nh = max(1, round(h*scale))`,
-//!    `nw = max(1, round(w*scale))` (halves rounded up, capped at H and W),
+//! 3. scales per [`Resize`]: `Fit` (every model so far) takes `min(H/h, W/w)` on
+//!    both axes; `FillHeight` takes `H/h` for the height and `min(H/h, W/w)` for
+//!    the width, so text fills the height and a wide image is squeezed only
+//!    across. `nh = max(1, round(h*scale_h))`, `nw = max(1, round(w*scale_w))`
+//!    (halves rounded up, capped at H and W),
 //!    resized with Pillow's `BILINEAR` — reimplemented here bit for bit
 //!    ([`resize_bilinear`]), because `image`'s `Triangle` filter samples in a
 //!    different order and in floating point, and lands up to a few levels off;
@@ -45,6 +48,30 @@ impl Default for ImageLimits {
     }
 }
 
+/// How step 3 scales an image into the canvas (`model.json` `"resize"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resize {
+    /// One scale for both axes, `min(H/h, W/w)`: the aspect ratio is kept.
+    #[default]
+    Fit,
+    /// The height scaled to `H`; the width by `min(H/h, W/w)`, so only an
+    /// image wider than `W/H` is squeezed, and only across.
+    FillHeight,
+}
+
+impl Resize {
+    /// Step 3's (height, width) scales for an `h`×`w` image into `height`×`width`.
+    fn scales(self, h: u32, w: u32, height: u32, width: u32) -> (f64, f64) {
+        let by_height = f64::from(height) / f64::from(h);
+        let fit = by_height.min(f64::from(width) / f64::from(w));
+        match self {
+            Resize::Fit => (fit, fit),
+            Resize::FillHeight => (by_height, fit),
+        }
+    }
+}
+
 /// The geometry and normalisation of the model's input (from `model.json`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InputSpec {
@@ -52,6 +79,7 @@ pub struct InputSpec {
     pub width: u32,
     pub mean: f32,
     pub std: f32,
+    pub resize: Resize,
 }
 
 /// Decodes `bytes` into the 8-bit gray image of steps 1–2.
@@ -167,11 +195,11 @@ fn over_white(c: u8, a: u8) -> u8 {
 }
 
 /// Steps 3–4: the padded `height`×`width` canvas of gray levels.
-pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32) -> Vec<u8> {
+pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32, resize: Resize) -> Vec<u8> {
     let (w, h) = (gray.width(), gray.height());
-    let scale = (f64::from(height) / f64::from(h)).min(f64::from(width) / f64::from(w));
-    let nh = ((f64::from(h) * scale + 0.5).floor() as u32).clamp(1, height);
-    let nw = ((f64::from(w) * scale + 0.5).floor() as u32).clamp(1, width);
+    let (scale_h, scale_w) = resize.scales(h, w, height, width);
+    let nh = ((f64::from(h) * scale_h + 0.5).floor() as u32).clamp(1, height);
+    let nw = ((f64::from(w) * scale_w + 0.5).floor() as u32).clamp(1, width);
     let resized = resize_bilinear(gray.as_raw(), w as usize, h as usize, nw as usize, nh as usize);
     let (nw, nh) = (nw as usize, nh as usize);
 
@@ -207,7 +235,7 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Resul
 
 /// Steps 3–5: a gray image to the `[H*W]` model input, row-major.
 pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
-    normalize(&fit_to_canvas(gray, spec.height, spec.width), spec.mean, spec.std)
+    normalize(&fit_to_canvas(gray, spec.height, spec.width, spec.resize), spec.mean, spec.std)
 }
 
 /// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
@@ -354,11 +382,43 @@ mod tests {
     }
 
     #[test]
+    fn fill_height_fills_the_height_and_squeezes_only_a_wide_image() {
+        // GIVEN a 320x40 image, black on the left half and white on the right
+        let mut wide = GrayImage::from_pixel(320, 40, image::Luma([255]));
+        for y in 0..40 {
+            for x in 0..160 {
+                wide.put_pixel(x, y, image::Luma([0]));
+            }
+        }
+        // WHEN it fills the height of a 32x160 canvas THEN it is 160x32: every row
+        // is black then white, the top and bottom rows too
+        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight);
+        for y in [0, 16, 31] {
+            assert_eq!((canvas[y * 160], canvas[y * 160 + 159]), (0, 255), "row {y}");
+        }
+        // while Fit keeps the aspect: 160x20 at rows 6..26, padded above and below
+        let canvas = fit_to_canvas(&wide, 32, 160, Resize::Fit);
+        assert_eq!((canvas[16 * 160], canvas[16 * 160 + 159]), (0, 255));
+        assert!(canvas[0] != 0 && canvas[159] != 255, "padding, not the image");
+        // AND an image narrower than the canvas's aspect reads the same under both
+        let narrow = GrayImage::from_fn(40, 40, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8]));
+        assert_eq!(fit_to_canvas(&narrow, 32, 160, Resize::FillHeight), fit_to_canvas(&narrow, 32, 160, Resize::Fit));
+    }
+
+    #[test]
+    fn resize_is_read_from_model_json_in_kebab_case() {
+        let r: Resize = serde_json::from_str("\"fill-height\"").expect("fill-height");
+        assert_eq!(r, Resize::FillHeight);
+        assert_eq!(serde_json::from_str::<Resize>("\"fit\"").expect("fit"), Resize::Fit);
+        assert!(serde_json::from_str::<Resize>("\"stretch\"").is_err());
+    }
+
+    #[test]
     fn a_wide_image_is_scaled_to_the_width_and_centred() {
         // GIVEN a 320x40 black image and a 32x160 canvas
         let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(320, 40, image::Luma([0])));
         let gray = decode_gray(&png(&img), &ImageLimits::default()).expect("gray");
-        let canvas = fit_to_canvas(&gray, 32, 160);
+        let canvas = fit_to_canvas(&gray, 32, 160, Resize::Fit);
         // THEN it becomes 160x20 at rows 6..26, the rest padded with its border (black)
         assert_eq!(canvas.len(), 32 * 160);
         assert!(canvas.iter().all(|&v| v == 0));
@@ -367,7 +427,7 @@ mod tests {
         for i in 0..16 {
             img.put_pixel(i, 0, image::Luma([0]));
         }
-        let canvas = fit_to_canvas(&img, 32, 160);
+        let canvas = fit_to_canvas(&img, 32, 160, Resize::Fit);
         // 16x16 -> 32x32; top row black, others white: border mean = (32*255*3 - 2*255... )
         let pad = canvas[159];
         assert!(pad > 150 && pad < 220, "{pad}");

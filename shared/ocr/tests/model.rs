@@ -8,6 +8,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use captcha_ocr::preprocess::{self, InputSpec, Resize};
 use captcha_ocr::{Constraints, ImageLimits, Ocr, OcrError};
 
 const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -131,36 +132,57 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
     let path = Path::new(OCR_DIR).join("model").join("preprocess_golden.json");
     let text = std::fs::read_to_string(&path).expect("model/preprocess_golden.json");
     let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
-    let (h, w) = (ocr().spec().input_height as usize, ocr().spec().input_width as usize);
+    let spec = ocr().spec();
+    let (h, w) = (spec.input_height as usize, spec.input_width as usize);
     assert_eq!(golden["input_height"].as_u64(), Some(h as u64));
     assert_eq!(golden["input_width"].as_u64(), Some(w as u64));
     let row = golden["row"].as_u64().expect("row") as usize;
-    let images = golden["images"].as_array().expect("images");
-    assert!(!images.is_empty());
-    let mut worst_value = 0f64;
-    let mut worst_sum = 0f64;
-    for image in images {
-        let file = image["file"].as_str().expect("file");
-        let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
-        let x = ocr().preprocess(&bytes).expect(file);
-        assert_eq!(x.len(), h * w);
-        let want: Vec<f64> =
-            image["row_values"].as_array().expect("row_values").iter().map(|v| v.as_f64().expect("number")).collect();
-        for (i, &v) in want.iter().enumerate() {
-            let diff = (f64::from(x[row * w + i]) - v).abs();
-            worst_value = worst_value.max(diff);
-            assert!(diff <= 1e-4, "{file}: value {i} of row {row}: {} vs {v}", x[row * w + i]);
+    // "images": the `fit` resize; "images_fill_height": the same files under
+    // `fill-height`, with the model's geometry. Both modes are pinned, and the
+    // model's own preprocessing is the one its model.json names.
+    let input = |resize| InputSpec {
+        height: spec.input_height,
+        width: spec.input_width,
+        mean: spec.mean,
+        std: spec.std,
+        resize,
+    };
+    for (key, resize) in [("images", Resize::Fit), ("images_fill_height", Resize::FillHeight)] {
+        let run = |b: &[u8]| preprocess::preprocess(b, &input(resize), &ImageLimits::default());
+        let images = golden[key].as_array().expect(key);
+        assert!(!images.is_empty());
+        let mut worst_value = 0f64;
+        let mut worst_sum = 0f64;
+        for image in images {
+            let file = image["file"].as_str().expect("file");
+            let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
+            let x = run(&bytes).expect(file);
+            if resize == spec.resize {
+                assert_eq!(ocr().preprocess(&bytes).expect(file), x, "{file}: the model's own preprocessing");
+            }
+            assert_eq!(x.len(), h * w);
+            let want: Vec<f64> = image["row_values"]
+                .as_array()
+                .expect("row_values")
+                .iter()
+                .map(|v| v.as_f64().expect("number"))
+                .collect();
+            for (i, &v) in want.iter().enumerate() {
+                let diff = (f64::from(x[row * w + i]) - v).abs();
+                worst_value = worst_value.max(diff);
+                assert!(diff <= 1e-4, "{key}: {file}: value {i} of row {row}: {} vs {v}", x[row * w + i]);
+            }
+            let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
+            let want_sum = image["sum"].as_f64().expect("sum");
+            let diff = (sum - want_sum).abs();
+            worst_sum = worst_sum.max(diff);
+            assert!(diff <= 0.01 + 1e-5 * want_sum.abs(), "{key}: {file}: sum {sum} vs {want_sum}");
         }
-        let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
-        let want_sum = image["sum"].as_f64().expect("sum");
-        let diff = (sum - want_sum).abs();
-        worst_sum = worst_sum.max(diff);
-        assert!(diff <= 0.01 + 1e-5 * want_sum.abs(), "{file}: sum {sum} vs {want_sum}");
+        eprintln!(
+            "golden preprocessing, {key}: {} images, worst value diff {worst_value:.2e}, worst sum diff {worst_sum:.2e}",
+            images.len()
+        );
     }
-    eprintln!(
-        "golden preprocessing: {} images, worst value diff {worst_value:.2e}, worst sum diff {worst_sum:.2e}",
-        images.len()
-    );
 }
 
 /// The first image of a style whose answer under `base` is accepted by `pick`.

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from preprocess import load_config, preprocess, preprocess_u8, round_half_up, to_gray  # noqa: E402
+from preprocess import load_config, preprocess, preprocess_u8, round_half_up, scales, to_gray  # noqa: E402
 
 OCR = os.path.normpath(os.path.join(HERE, ".."))
 FILES = [
@@ -47,27 +47,33 @@ def main():
         make_alpha_png(alpha)
     out = {"input_height": H, "input_width": W, "mean": cfg["mean"], "std": cfg["std"],
            "row": H // 2, "resize": "PIL BILINEAR (Rust: image Triangle; not bit-identical)",
-           "tolerance_hint": {"per_value_abs": 0.1, "sum_rel": 0.01}, "images": []}
-    for rel in FILES:
-        img = Image.open(os.path.join(OCR, rel))
-        img.load()
-        g = to_gray(img)
-        ih, iw = g.shape
-        s = min(H / ih, W / iw)
-        nh, nw = max(1, round_half_up(ih * s)), max(1, round_half_up(iw * s))
-        x = preprocess(img, H, W, cfg["mean"], cfg["std"])
-        u8 = preprocess_u8(img, H, W).astype(int)
-        out["images"].append({
-            "file": rel, "mode": img.mode, "width": iw, "height": ih, "resized_width": nw, "resized_height": nh,
-            "pad": int(u8[0, -1]) if nw < W else (int(u8[0, 0]) if nh < H else None),
-            "row_values": [round(float(v), 6) for v in x[H // 2, :64]],
-            "row_u8": [int(v) for v in u8[H // 2, :64]],
-            "sum": round(float(x.astype(np.float64).sum()), 4),
-        })
+           "tolerance_hint": {"per_value_abs": 0.1, "sum_rel": 0.01}}
+    # "images": resize "fit"; "images_fill_height": the same files under resize
+    # "fill-height". Both modes are pinned for parity, whichever the shipped model uses.
+    for key, resize in (("images", "fit"), ("images_fill_height", "fill-height")):
+        out[key] = [entry(rel, H, W, cfg, resize) for rel in FILES]
     with open(os.path.join(OCR, "model", "preprocess_golden.json"), "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
     print("wrote model/preprocess_golden.json")
+
+
+def entry(rel, H, W, cfg, resize):
+    img = Image.open(os.path.join(OCR, rel))
+    img.load()
+    g = to_gray(img)
+    ih, iw = g.shape
+    sh, sw = scales(ih, iw, H, W, resize)
+    nh, nw = min(H, max(1, round_half_up(ih * sh))), min(W, max(1, round_half_up(iw * sw)))
+    x = preprocess(img, H, W, cfg["mean"], cfg["std"], resize)
+    u8 = preprocess_u8(img, H, W, resize).astype(int)
+    return {
+        "file": rel, "mode": img.mode, "width": iw, "height": ih, "resized_width": nw, "resized_height": nh,
+        "pad": int(u8[0, -1]) if nw < W else (int(u8[0, 0]) if nh < H else None),
+        "row_values": [round(float(v), 6) for v in x[H // 2, :64]],
+        "row_u8": [int(v) for v in u8[H // 2, :64]],
+        "sum": round(float(x.astype(np.float64).sum()), 4),
+    }
 
 
 if __name__ == "__main__":

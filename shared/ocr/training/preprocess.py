@@ -8,7 +8,11 @@ Steps:
   1. alpha (RGBA, LA, P with transparency) composited over white; RGB.
   2. gray uint8 = (R*19595 + G*38470 + B*7471 + 32768) >> 16.
   (round = half away from zero, like Rust's f64::round; not Python's banker's round)
-  3. scale = min(H/h, W/w); nh = max(1, round(h*scale)); nw = max(1, round(w*scale));
+  3. resize "fit" (the default, and every model so far): scale = min(H/h, W/w) on
+     both axes. resize "fill-height" (model.json "resize"): the height scale is H/h,
+     the width scale min(H/h, W/w), so the text fills the canvas height and an
+     image wider than W/H is squeezed only across. nh = max(1, round(h*scale_h));
+     nw = max(1, round(w*scale_w)), both capped at H and W;
      resize gray to (nw, nh) with PIL BILINEAR.
   4. canvas HxW filled with pad = round(mean of the border pixels of the resized
      image: first/last row, first/last column); paste at x=0, y=(H-nh)//2.
@@ -63,13 +67,26 @@ def to_gray(img: Image.Image) -> np.ndarray:
     return g.astype(np.uint8)
 
 
-def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W) -> np.ndarray:
+RESIZE_MODES = ("fit", "fill-height")
+
+
+def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit") -> tuple[float, float]:
+    """Step 3's (height, width) scales."""
+    if resize == "fit":
+        s = min(h / ih, w / iw)
+        return s, s
+    if resize == "fill-height":
+        return h / ih, min(h / ih, w / iw)
+    raise ValueError(f"resize must be one of {RESIZE_MODES}: {resize!r}")
+
+
+def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W, resize: str = "fit") -> np.ndarray:
     """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
     gray = to_gray(img)
     ih, iw = gray.shape
-    scale = min(h / ih, w / iw)
-    nh = max(1, round_half_up(ih * scale))
-    nw = max(1, round_half_up(iw * scale))
+    sh, sw = scales(ih, iw, h, w, resize)
+    nh = max(1, round_half_up(ih * sh))
+    nw = max(1, round_half_up(iw * sw))
     nh = min(nh, h)
     nw = min(nw, w)
     r = np.asarray(Image.fromarray(gray, "L").resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
@@ -87,6 +104,6 @@ def normalize(u8: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarra
 
 
 def preprocess(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W,
-               mean: float = MEAN, std: float = STD) -> np.ndarray:
+               mean: float = MEAN, std: float = STD, resize: str = "fit") -> np.ndarray:
     """The contract: PIL image -> float32 [h, w]."""
-    return normalize(preprocess_u8(img, h, w), mean, std)
+    return normalize(preprocess_u8(img, h, w, resize), mean, std)
