@@ -77,7 +77,7 @@ def main():
             t0 = time.perf_counter()
             img = Image.open(os.path.join(a.val_dir, s, name))
             img.load()
-            x = preprocess(img, H, W, cfg["mean"], cfg["std"])[None, None]
+            x = preprocess(img, H, W, cfg["mean"], cfg["std"], cfg.get("resize", "fit"))[None, None]
             t1 = time.perf_counter()
             lp = sess.run(None, {iname: x})[0][0]
             t2 = time.perf_counter()

@@ -2,6 +2,7 @@
 
   python gen_data.py --per-style 40000 --workers 2
   python gen_data.py --from-per-style 80000 --per-style 160000 --workers 2   # only the samples after the first 80000-per-style
+  python gen_data.py --per-style 80000 --workers 2 --resize fill-height       # shards for a fill-height model
 
 Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
 so the data set is fully determined by (seed, per-style count). Existing shards
@@ -20,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
-from preprocess import INPUT_H, INPUT_W, preprocess_u8  # noqa: E402
+from preprocess import INPUT_H, INPUT_W, RESIZE_MODES, preprocess_u8  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -33,28 +34,29 @@ MIX = {"captcha-default": 0.9, "captcha-fonts": 1.2, "multicolor": 1.2, "pillow"
 
 # shard directory under data/: f"{h}x{w}{SUFFIX}". Give a preprocessing change its own
 # suffix so shards made with different preprocessing never mix (the border-trim
-# experiment of MODEL.md used "-trim").
+# experiment of MODEL.md used "-trim"). Each resize mode but "fit" adds its own.
 SUFFIX = ""
+RESIZE_SUFFIX = {"fit": "", "fill-height": "-fill"}
 
 
-def shard_dir(h, w):
-    return os.path.join(DATA, f"{h}x{w}{SUFFIX}")
+def shard_dir(h, w, resize="fit"):
+    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{RESIZE_SUFFIX[resize]}")
 
 
-def shard_path(style, k, h, w):
-    return os.path.join(shard_dir(h, w), f"{style}_{k:04d}.npz")
+def shard_path(style, k, h, w, resize="fit"):
+    return os.path.join(shard_dir(h, w, resize), f"{style}_{k:04d}.npz")
 
 
 def make_shard(args):
-    style, k, seed, h, w = args
-    path = shard_path(style, k, h, w)
+    style, k, seed, h, w, resize = args
+    path = shard_path(style, k, h, w, resize)
     if os.path.exists(path):
         return path
     xs = np.zeros((SHARD, h, w), np.uint8)
     labels = []
     for j in range(SHARD):
         img, text = gen.make_sample(style, seed, k * SHARD + j)
-        xs[j] = preprocess_u8(img, h, w)
+        xs[j] = preprocess_u8(img, h, w, resize)
         labels.append(text)
     tmp = path + ".tmp.npz"
     np.savez(tmp, x=xs, y=np.array(labels))
@@ -66,7 +68,7 @@ def nshards(per_style, style):
     return max(1, int(round(per_style * MIX[style] / SHARD)))
 
 
-def jobs(per_style, seed, h, w, styles=None, from_per_style=0):
+def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit"):
     out = []
     first = {s: nshards(from_per_style, s) if from_per_style else 0 for s in gen.STYLES if not styles or s in styles}
     last = {s: nshards(per_style, s) for s in first}
@@ -74,14 +76,15 @@ def jobs(per_style, seed, h, w, styles=None, from_per_style=0):
     for k in range(max(last.values())):
         for s in first:
             if first[s] <= k < last[s]:
-                out.append((s, k, seed, h, w))
+                out.append((s, k, seed, h, w, resize))
     return out
 
 
-def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0):
-    os.makedirs(shard_dir(h, w), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style)
-            if not os.path.exists(shard_path(j[0], j[1], h, w))]
+def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0,
+             resize="fit"):
+    os.makedirs(shard_dir(h, w, resize), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize)
+            if not os.path.exists(shard_path(j[0], j[1], h, w, resize))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -104,6 +107,7 @@ if __name__ == "__main__":
     ap.add_argument("--height", type=int, default=INPUT_H)
     ap.add_argument("--width", type=int, default=INPUT_W)
     ap.add_argument("--styles", default="", help="comma-separated subset of styles (default all)")
+    ap.add_argument("--resize", default="fit", choices=RESIZE_MODES, help="the contract's resize step (preprocess.py)")
     a = ap.parse_args()
     generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None,
-             a.from_per_style)
+             a.from_per_style, a.resize)
