@@ -49,7 +49,7 @@ impl Default for ImageLimits {
 }
 
 /// How step 3 scales an image into the canvas (`model.json` `"resize"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Resize {
     /// One scale for both axes, `min(H/h, W/w)`: the aspect ratio is kept.

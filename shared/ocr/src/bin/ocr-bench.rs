@@ -439,10 +439,11 @@ fn main() -> Result<()> {
     let samples = load_samples(&args.val_dir, args.limit)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "ocr-bench: model {} ({}x{}, T={}), loaded in {load_ms:.0} ms; {} images",
+        "ocr-bench: model {} ({}x{}, resize {}, T={}), loaded in {load_ms:.0} ms; {} images",
         ocr.spec().version,
         ocr.spec().input_height,
         ocr.spec().input_width,
+        json!(ocr.spec().resize),
         ocr.steps(),
         samples.len()
     );
@@ -488,6 +489,7 @@ fn main() -> Result<()> {
             "tract-onnx": locked_version("tract-onnx"),
             "image": locked_version("image"),
             "model": ocr.spec().version,
+            "model_resize": ocr.spec().resize,
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
         },
         "command": "cargo run --release -p captcha-ocr --bin ocr-bench",
