@@ -1,6 +1,6 @@
 """Evaluate model/captcha.onnx with onnxruntime on shared/ocr/validation/*.
 
-  python evaluate.py [--model-dir ../model] [--errors 5] [--json]
+  python evaluate.py [--model-dir ../model] [--errors 5] [--json] [--by-aspect]
 
 Prints per style: n, exact (case-sensitive) and exact_ci (case-insensitive)
 accuracy, plus single-thread latency (onnxruntime intra_op_num_threads=1;
@@ -52,12 +52,22 @@ def ctc_greedy(logp: np.ndarray, charset: str, blank: int = 0) -> str:
     return "".join(out)
 
 
+ASPECT_BINS = (("<=3.33", 160 / 48), ("3.33-4.5", 4.5), ("4.5-6", 6.0), (">6", float("inf")))
+
+
+def aspect_bin(aspect: float) -> str:
+    """The bin of a width:height ratio; the first bin is where "fit" and "fill-height" agree."""
+    return next(name for name, top in ASPECT_BINS if aspect <= top + 1e-9)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", default=MODEL_DIR)
     ap.add_argument("--val-dir", default=VAL_DIR)
     ap.add_argument("--errors", type=int, default=0, help="print N errors per style")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--by-aspect", action="store_true",
+                    help="also exact accuracy per style by the image's width:height (the resize modes differ above 160:48)")
     a = ap.parse_args()
     cfg = load_config(a.model_dir)
     H, W, cs = cfg["input_height"], cfg["input_width"], cfg["charset"]
@@ -73,6 +83,7 @@ def main():
         rows = read_labels(os.path.join(a.val_dir, s))
         ok = okci = 0
         errs = []
+        by_aspect = {}
         for name, label in rows:
             t0 = time.perf_counter()
             img = Image.open(os.path.join(a.val_dir, s, name))
@@ -85,10 +96,17 @@ def main():
             lat.append(t2 - t1)
             pred = ctc_greedy(lp, cs, cfg["blank"])
             ok += pred == label
+            cell = by_aspect.setdefault(aspect_bin(img.width / img.height), [0, 0])
+            cell[0] += pred == label
+            cell[1] += 1
             okci += pred.lower() == label.lower()
             if pred != label:
                 errs.append((name, label, pred))
         res[s] = {"n": len(rows), "exact": round(ok / len(rows), 4), "exact_ci": round(okci / len(rows), 4)}
+        if a.by_aspect:
+            res[s]["exact_by_aspect"] = {
+                k: [round(by_aspect[k][0] / by_aspect[k][1], 4), by_aspect[k][1]]
+                for k, _ in ASPECT_BINS if k in by_aspect}
         if a.errors and not a.json:
             for e in errs[:a.errors]:
                 print(f"   {s} {e[0]}: want {e[1]!r} got {e[2]!r}")
@@ -106,6 +124,8 @@ def main():
     print(f"{'style':16s} {'n':>5s} {'exact':>7s} {'exact_ci':>8s}")
     for s, r in res.items():
         print(f"{s:16s} {r['n']:5d} {r['exact']*100:6.1f}% {r['exact_ci']*100:7.1f}%")
+        for k, (acc, n) in r.get("exact_by_aspect", {}).items():
+            print(f"   aspect {k:9s} {n:5d} {acc*100:6.1f}%")
     print(f"onnxruntime 1 thread: p50 {out['onnxruntime_ms_p50']} ms, p95 {out['onnxruntime_ms_p95']} ms "
           f"(decode+preprocess p50 {out['decode_preprocess_ms_p50']} ms)")
 
