@@ -30,6 +30,10 @@ pub struct ModelSpec {
     /// before the option existed.
     #[serde(default)]
     pub resize: Resize,
+    /// With `fill-height`: the most a wide image is squeezed across (>= 1);
+    /// absent: no limit.
+    #[serde(default)]
+    pub max_squeeze: Option<f64>,
 }
 
 /// The plan tract runs: the optimised graph, fixed at batch 1.
@@ -136,6 +140,9 @@ impl Ocr {
         if !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite()) {
             return Err(OcrError::Model("mean and std must be finite, std non-zero".into()));
         }
+        if spec.max_squeeze.is_some_and(|m| !(m.is_finite() && m >= 1.0)) {
+            return Err(OcrError::Model("max_squeeze must be a finite number >= 1".into()));
+        }
         let charset = Charset::new(&spec.charset)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
         let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
@@ -147,6 +154,7 @@ impl Ocr {
                 mean: spec.mean,
                 std: spec.std,
                 resize: spec.resize,
+                max_squeeze: spec.max_squeeze,
             },
             spec,
             charset,

@@ -10,7 +10,9 @@
 //! 3. scales per [`Resize`]: `Fit` (every model so far) takes `min(H/h, W/w)` on
 //!    both axes; `FillHeight` takes `H/h` for the height and `min(H/h, W/w)` for
 //!    the width, so text fills the height and a wide image is squeezed only
-//!    across. `nh = max(1, round(h*scale_h))`, `nw = max(1, round(w*scale_w))`
+//!    across, by at most `max_squeeze` when `model.json` sets one (the height
+//!    scale is then `min(H/h, max_squeeze * scale_w)`).
+//!    `nh = max(1, round(h*scale_h))`, `nw = max(1, round(w*scale_w))`
 //!    (halves rounded up, capped at H and W),
 //!    resized with Pillow's `BILINEAR` — reimplemented here bit for bit
 //!    ([`resize_bilinear`]), because `image`'s `Triangle` filter samples in a
@@ -56,18 +58,20 @@ pub enum Resize {
     #[default]
     Fit,
     /// The height scaled to `H`; the width by `min(H/h, W/w)`, so only an
-    /// image wider than `W/H` is squeezed, and only across.
+    /// image wider than `W/H` is squeezed, and only across (by at most
+    /// [`InputSpec::max_squeeze`] when set).
     FillHeight,
 }
 
 impl Resize {
     /// Step 3's (height, width) scales for an `h`×`w` image into `height`×`width`.
-    fn scales(self, h: u32, w: u32, height: u32, width: u32) -> (f64, f64) {
+    fn scales(self, h: u32, w: u32, height: u32, width: u32, max_squeeze: Option<f64>) -> (f64, f64) {
         let by_height = f64::from(height) / f64::from(h);
         let fit = by_height.min(f64::from(width) / f64::from(w));
-        match self {
-            Resize::Fit => (fit, fit),
-            Resize::FillHeight => (by_height, fit),
+        match (self, max_squeeze) {
+            (Resize::Fit, _) => (fit, fit),
+            (Resize::FillHeight, None) => (by_height, fit),
+            (Resize::FillHeight, Some(m)) => (by_height.min(fit * m), fit),
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct InputSpec {
     pub mean: f32,
     pub std: f32,
     pub resize: Resize,
+    /// `FillHeight` only: the most a wide image is squeezed across (>= 1;
+    /// `None`: no limit).
+    pub max_squeeze: Option<f64>,
 }
 
 /// Decodes `bytes` into the 8-bit gray image of steps 1–2.
@@ -195,9 +202,9 @@ fn over_white(c: u8, a: u8) -> u8 {
 }
 
 /// Steps 3–4: the padded `height`×`width` canvas of gray levels.
-pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32, resize: Resize) -> Vec<u8> {
+pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32, resize: Resize, max_squeeze: Option<f64>) -> Vec<u8> {
     let (w, h) = (gray.width(), gray.height());
-    let (scale_h, scale_w) = resize.scales(h, w, height, width);
+    let (scale_h, scale_w) = resize.scales(h, w, height, width, max_squeeze);
     let nh = ((f64::from(h) * scale_h + 0.5).floor() as u32).clamp(1, height);
     let nw = ((f64::from(w) * scale_w + 0.5).floor() as u32).clamp(1, width);
     let resized = resize_bilinear(gray.as_raw(), w as usize, h as usize, nw as usize, nh as usize);
@@ -235,7 +242,7 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Resul
 
 /// Steps 3–5: a gray image to the `[H*W]` model input, row-major.
 pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
-    normalize(&fit_to_canvas(gray, spec.height, spec.width, spec.resize), spec.mean, spec.std)
+    normalize(&fit_to_canvas(gray, spec.height, spec.width, spec.resize, spec.max_squeeze), spec.mean, spec.std)
 }
 
 /// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
@@ -392,17 +399,33 @@ mod tests {
         }
         // WHEN it fills the height of a 32x160 canvas THEN it is 160x32: every row
         // is black then white, the top and bottom rows too
-        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight);
+        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight, None);
         for y in [0, 16, 31] {
             assert_eq!((canvas[y * 160], canvas[y * 160 + 159]), (0, 255), "row {y}");
         }
+        // AND squeezed at most 1.5x it is 160x30 (scales 0.5 across, 0.75 down):
+        // rows 1..31 hold the image, row 0 and row 31 are padding
+        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight, Some(1.5));
+        for y in [1, 16, 30] {
+            assert_eq!((canvas[y * 160], canvas[y * 160 + 159]), (0, 255), "row {y}");
+        }
+        assert_eq!(canvas[0], canvas[31 * 160], "padding rows");
+        assert_ne!((canvas[0], canvas[159]), (0, 255), "row 0 is padding, not the image");
+        // a cap of 1 is Fit
+        assert_eq!(
+            fit_to_canvas(&wide, 32, 160, Resize::FillHeight, Some(1.0)),
+            fit_to_canvas(&wide, 32, 160, Resize::Fit, None)
+        );
         // while Fit keeps the aspect: 160x20 at rows 6..26, padded above and below
-        let canvas = fit_to_canvas(&wide, 32, 160, Resize::Fit);
+        let canvas = fit_to_canvas(&wide, 32, 160, Resize::Fit, None);
         assert_eq!((canvas[16 * 160], canvas[16 * 160 + 159]), (0, 255));
         assert!(canvas[0] != 0 && canvas[159] != 255, "padding, not the image");
         // AND an image narrower than the canvas's aspect reads the same under both
         let narrow = GrayImage::from_fn(40, 40, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8]));
-        assert_eq!(fit_to_canvas(&narrow, 32, 160, Resize::FillHeight), fit_to_canvas(&narrow, 32, 160, Resize::Fit));
+        assert_eq!(
+            fit_to_canvas(&narrow, 32, 160, Resize::FillHeight, None),
+            fit_to_canvas(&narrow, 32, 160, Resize::Fit, None)
+        );
     }
 
     #[test]
@@ -418,7 +441,7 @@ mod tests {
         // GIVEN a 320x40 black image and a 32x160 canvas
         let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(320, 40, image::Luma([0])));
         let gray = decode_gray(&png(&img), &ImageLimits::default()).expect("gray");
-        let canvas = fit_to_canvas(&gray, 32, 160, Resize::Fit);
+        let canvas = fit_to_canvas(&gray, 32, 160, Resize::Fit, None);
         // THEN it becomes 160x20 at rows 6..26, the rest padded with its border (black)
         assert_eq!(canvas.len(), 32 * 160);
         assert!(canvas.iter().all(|&v| v == 0));
@@ -427,7 +450,7 @@ mod tests {
         for i in 0..16 {
             img.put_pixel(i, 0, image::Luma([0]));
         }
-        let canvas = fit_to_canvas(&img, 32, 160, Resize::Fit);
+        let canvas = fit_to_canvas(&img, 32, 160, Resize::Fit, None);
         // 16x16 -> 32x32; top row black, others white: border mean = (32*255*3 - 2*255... )
         let pad = canvas[159];
         assert!(pad > 150 && pad < 220, "{pad}");

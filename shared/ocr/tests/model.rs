@@ -78,6 +78,29 @@ fn the_model_loads_and_honours_the_contract() {
 }
 
 #[test]
+fn model_json_names_the_resize_and_a_bad_one_fails_the_load() {
+    let dir = Path::new(OCR_DIR).join("model");
+    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
+    let with = |extra: serde_json::Value| {
+        let mut j = json.clone();
+        j.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+    };
+    // GIVEN the shipped graph with a capped fill-height resize THEN it loads with it
+    let ocr = with(serde_json::json!({"resize": "fill-height", "max_squeeze": 1.35})).expect("capped fill-height");
+    assert_eq!((ocr.spec().resize, ocr.spec().max_squeeze), (Resize::FillHeight, Some(1.35)));
+    // AND a wide image (the 255x52 pillow GIF) then fills more rows than under fit
+    let gif = read("pillow", "0007.gif");
+    assert_ne!(ocr.preprocess(&gif).expect("gif"), self::ocr().preprocess(&gif).expect("gif"));
+    // a cap under 1, or an unknown mode, is refused at load time
+    for bad in [serde_json::json!({"max_squeeze": 0.5}), serde_json::json!({"resize": "stretch"})] {
+        assert!(matches!(with(bad.clone()), Err(OcrError::Model(_))), "{bad}");
+    }
+}
+
+#[test]
 fn each_style_reads_at_or_above_its_floor() {
     reads_at_or_above(ocr(), FLOORS);
 }
@@ -138,17 +161,24 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
     assert_eq!(golden["input_width"].as_u64(), Some(w as u64));
     let row = golden["row"].as_u64().expect("row") as usize;
     // "images": the `fit` resize; "images_fill_height": the same files under
-    // `fill-height`, with the model's geometry. Both modes are pinned, and the
-    // model's own preprocessing is the one its model.json names.
-    let input = |resize| InputSpec {
+    // `fill-height`, "images_fill_height_capped" with its `max_squeeze`, all with
+    // the model's geometry. Every mode is pinned, and the model's own
+    // preprocessing is the one its model.json names.
+    let capped = golden["capped_max_squeeze"].as_f64().expect("capped_max_squeeze");
+    let input = |resize, max_squeeze| InputSpec {
         height: spec.input_height,
         width: spec.input_width,
         mean: spec.mean,
         std: spec.std,
         resize,
+        max_squeeze,
     };
-    for (key, resize) in [("images", Resize::Fit), ("images_fill_height", Resize::FillHeight)] {
-        let run = |b: &[u8]| preprocess::preprocess(b, &input(resize), &ImageLimits::default());
+    for (key, resize, max_squeeze) in [
+        ("images", Resize::Fit, None),
+        ("images_fill_height", Resize::FillHeight, None),
+        ("images_fill_height_capped", Resize::FillHeight, Some(capped)),
+    ] {
+        let run = |b: &[u8]| preprocess::preprocess(b, &input(resize, max_squeeze), &ImageLimits::default());
         let images = golden[key].as_array().expect(key);
         assert!(!images.is_empty());
         let mut worst_value = 0f64;
@@ -157,7 +187,7 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
             let file = image["file"].as_str().expect("file");
             let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
             let x = run(&bytes).expect(file);
-            if resize == spec.resize {
+            if (resize, max_squeeze) == (spec.resize, spec.max_squeeze) {
                 assert_eq!(ocr().preprocess(&bytes).expect(file), x, "{file}: the model's own preprocessing");
             }
             assert_eq!(x.len(), h * w);

@@ -3,6 +3,7 @@
   python gen_data.py --per-style 40000 --workers 2
   python gen_data.py --from-per-style 80000 --per-style 160000 --workers 2   # only the samples after the first 80000-per-style
   python gen_data.py --per-style 80000 --workers 2 --resize fill-height       # shards for a fill-height model
+  python gen_data.py --per-style 80000 --workers 2 --resize fill-height --max-squeeze 1.35   # ... squeezing at most 1.35x
 
 Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
 so the data set is fully determined by (seed, per-style count). Existing shards
@@ -39,24 +40,25 @@ SUFFIX = ""
 RESIZE_SUFFIX = {"fit": "", "fill-height": "-fill"}
 
 
-def shard_dir(h, w, resize="fit"):
-    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{RESIZE_SUFFIX[resize]}")
+def shard_dir(h, w, resize="fit", max_squeeze=None):
+    cap = f"{max_squeeze:g}" if resize != "fit" and max_squeeze is not None else ""
+    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{RESIZE_SUFFIX[resize]}{cap}")
 
 
-def shard_path(style, k, h, w, resize="fit"):
-    return os.path.join(shard_dir(h, w, resize), f"{style}_{k:04d}.npz")
+def shard_path(style, k, h, w, resize="fit", max_squeeze=None):
+    return os.path.join(shard_dir(h, w, resize, max_squeeze), f"{style}_{k:04d}.npz")
 
 
 def make_shard(args):
-    style, k, seed, h, w, resize = args
-    path = shard_path(style, k, h, w, resize)
+    style, k, seed, h, w, resize, max_squeeze = args
+    path = shard_path(style, k, h, w, resize, max_squeeze)
     if os.path.exists(path):
         return path
     xs = np.zeros((SHARD, h, w), np.uint8)
     labels = []
     for j in range(SHARD):
         img, text = gen.make_sample(style, seed, k * SHARD + j)
-        xs[j] = preprocess_u8(img, h, w, resize)
+        xs[j] = preprocess_u8(img, h, w, resize, max_squeeze)
         labels.append(text)
     tmp = path + ".tmp.npz"
     np.savez(tmp, x=xs, y=np.array(labels))
@@ -68,7 +70,7 @@ def nshards(per_style, style):
     return max(1, int(round(per_style * MIX[style] / SHARD)))
 
 
-def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit"):
+def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max_squeeze=None):
     out = []
     first = {s: nshards(from_per_style, s) if from_per_style else 0 for s in gen.STYLES if not styles or s in styles}
     last = {s: nshards(per_style, s) for s in first}
@@ -76,15 +78,15 @@ def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit"):
     for k in range(max(last.values())):
         for s in first:
             if first[s] <= k < last[s]:
-                out.append((s, k, seed, h, w, resize))
+                out.append((s, k, seed, h, w, resize, max_squeeze))
     return out
 
 
 def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0,
-             resize="fit"):
-    os.makedirs(shard_dir(h, w, resize), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize)
-            if not os.path.exists(shard_path(j[0], j[1], h, w, resize))]
+             resize="fit", max_squeeze=None):
+    os.makedirs(shard_dir(h, w, resize, max_squeeze), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize, max_squeeze)
+            if not os.path.exists(shard_path(j[0], j[1], h, w, resize, max_squeeze))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -108,6 +110,8 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=INPUT_W)
     ap.add_argument("--styles", default="", help="comma-separated subset of styles (default all)")
     ap.add_argument("--resize", default="fit", choices=RESIZE_MODES, help="the contract's resize step (preprocess.py)")
+    ap.add_argument("--max-squeeze", type=float, default=None,
+                    help="fill-height: squeeze a wide image by at most this much (default: no cap)")
     a = ap.parse_args()
     generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None,
-             a.from_per_style, a.resize)
+             a.from_per_style, a.resize, a.max_squeeze)

@@ -11,7 +11,9 @@ Steps:
   3. resize "fit" (the default, and every model so far): scale = min(H/h, W/w) on
      both axes. resize "fill-height" (model.json "resize"): the height scale is H/h,
      the width scale min(H/h, W/w), so the text fills the canvas height and an
-     image wider than W/H is squeezed only across. nh = max(1, round(h*scale_h));
+     image wider than W/H is squeezed only across; with "max_squeeze" m
+     (model.json, optional, >= 1) the height scale is min(H/h, m * the width
+     scale), so no image is squeezed by more than m. nh = max(1, round(h*scale_h));
      nw = max(1, round(w*scale_w)), both capped at H and W;
      resize gray to (nw, nh) with PIL BILINEAR.
   4. canvas HxW filled with pad = round(mean of the border pixels of the resized
@@ -70,21 +72,27 @@ def to_gray(img: Image.Image) -> np.ndarray:
 RESIZE_MODES = ("fit", "fill-height")
 
 
-def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit") -> tuple[float, float]:
+def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit",
+           max_squeeze: float | None = None) -> tuple[float, float]:
     """Step 3's (height, width) scales."""
+    fit = min(h / ih, w / iw)
     if resize == "fit":
-        s = min(h / ih, w / iw)
-        return s, s
+        return fit, fit
     if resize == "fill-height":
-        return h / ih, min(h / ih, w / iw)
+        if max_squeeze is None:
+            return h / ih, fit
+        if not max_squeeze >= 1.0:
+            raise ValueError(f"max_squeeze must be >= 1: {max_squeeze!r}")
+        return min(h / ih, fit * max_squeeze), fit
     raise ValueError(f"resize must be one of {RESIZE_MODES}: {resize!r}")
 
 
-def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W, resize: str = "fit") -> np.ndarray:
+def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W, resize: str = "fit",
+                  max_squeeze: float | None = None) -> np.ndarray:
     """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
     gray = to_gray(img)
     ih, iw = gray.shape
-    sh, sw = scales(ih, iw, h, w, resize)
+    sh, sw = scales(ih, iw, h, w, resize, max_squeeze)
     nh = max(1, round_half_up(ih * sh))
     nw = max(1, round_half_up(iw * sw))
     nh = min(nh, h)
@@ -104,6 +112,7 @@ def normalize(u8: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarra
 
 
 def preprocess(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W,
-               mean: float = MEAN, std: float = STD, resize: str = "fit") -> np.ndarray:
+               mean: float = MEAN, std: float = STD, resize: str = "fit",
+               max_squeeze: float | None = None) -> np.ndarray:
     """The contract: PIL image -> float32 [h, w]."""
-    return normalize(preprocess_u8(img, h, w, resize), mean, std)
+    return normalize(preprocess_u8(img, h, w, resize, max_squeeze), mean, std)

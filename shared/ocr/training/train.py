@@ -50,8 +50,8 @@ def greedy_decode(logp: np.ndarray) -> str:
     return "".join(out)
 
 
-def load_shards(h, w, resize="fit"):
-    files = sorted(glob.glob(os.path.join(shard_dir(h, w, resize), "*.npz")))
+def load_shards(h, w, resize="fit", max_squeeze=None):
+    files = sorted(glob.glob(os.path.join(shard_dir(h, w, resize, max_squeeze), "*.npz")))
     files = [f for f in files if not f.endswith(".tmp.npz")]
     xs, ys, styles = [], [], []
     for f in files:
@@ -84,12 +84,12 @@ def sample_order(styles, weights: str):
     return np.random.choice(n, size=n, replace=True, p=p / p.sum())
 
 
-def make_val(h, w, resize="fit", n_per_style=150):
+def make_val(h, w, resize="fit", max_squeeze=None, n_per_style=150):
     xs, ys, ss = [], [], []
     for s in gen.STYLES:
         for i in range(n_per_style):
             img, t = gen.make_sample(s, VAL_SEED, i)
-            xs.append(preprocess_u8(img, h, w, resize))
+            xs.append(preprocess_u8(img, h, w, resize, max_squeeze))
             ys.append(t)
             ss.append(s)
     return np.stack(xs), ys, ss
@@ -142,7 +142,7 @@ def report(what: str, res: dict) -> float:
     return score
 
 
-def export(model, h, w, out_dir, version, resize="fit"):
+def export(model, h, w, out_dir, version, resize="fit", max_squeeze=None):
     m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden,
                     model.dropped)
     m.load_state_dict(model.state_dict())
@@ -151,6 +151,8 @@ def export(model, h, w, out_dir, version, resize="fit"):
            "version": version}
     if resize != "fit":  # absent means "fit", so every earlier model.json keeps its meaning
         cfg["resize"] = resize
+        if max_squeeze is not None:
+            cfg["max_squeeze"] = max_squeeze
     export_checked(m, x, out_dir, "captcha.onnx", cfg)
 
 
@@ -190,6 +192,8 @@ def main():
     ap.add_argument("--export-only", default="", help="export this checkpoint (e.g. runs/best.pt) and exit")
     ap.add_argument("--resize", default="fit", choices=RESIZE_MODES,
                     help="the contract's resize step (preprocess.py); written to model.json")
+    ap.add_argument("--max-squeeze", type=float, default=None,
+                    help="fill-height: squeeze a wide image by at most this much; written to model.json")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -198,7 +202,7 @@ def main():
     np.random.seed(a.seed)
     h, w = INPUT_H, INPUT_W
     if not a.no_gen and not a.export_only:
-        generate(a.per_style, a.gen_workers, h=h, w=w, resize=a.resize)
+        generate(a.per_style, a.gen_workers, h=h, w=w, resize=a.resize, max_squeeze=a.max_squeeze)
 
     runs = a.run_dir
     os.makedirs(runs, exist_ok=True)
@@ -228,7 +232,8 @@ def main():
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
-        export(model, h, w, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()), a.resize)
+        export(model, h, w, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()), a.resize,
+               a.max_squeeze)
         return
     model.freeze_bn = a.freeze_bn
     model.train()
@@ -238,11 +243,11 @@ def main():
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     T = w // 4
 
-    vx, vy, vs = make_val(h, w, a.resize)
-    x, y, styles = load_shards(h, w, a.resize)
+    vx, vy, vs = make_val(h, w, a.resize, a.max_squeeze)
+    x, y, styles = load_shards(h, w, a.resize, a.max_squeeze)
     while x is None or len(set(styles)) < len(gen.STYLES):  # a background gen_data.py is still starting
         time.sleep(10)
-        x, y, styles = load_shards(h, w, a.resize)
+        x, y, styles = load_shards(h, w, a.resize, a.max_squeeze)
     print(f"train samples {len(y)}", flush=True)
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
@@ -308,7 +313,7 @@ def main():
         torch.save(model.state_dict(), ckpt)
     model.load_state_dict(torch.load(ckpt, map_location="cpu"))
     version = a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime())
-    export(model, h, w, a.out, version, a.resize)
+    export(model, h, w, a.out, version, a.resize, a.max_squeeze)
     with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,

@@ -439,11 +439,12 @@ fn main() -> Result<()> {
     let samples = load_samples(&args.val_dir, args.limit)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "ocr-bench: model {} ({}x{}, resize {}, T={}), loaded in {load_ms:.0} ms; {} images",
+        "ocr-bench: model {} ({}x{}, resize {}, max squeeze {}, T={}), loaded in {load_ms:.0} ms; {} images",
         ocr.spec().version,
         ocr.spec().input_height,
         ocr.spec().input_width,
         json!(ocr.spec().resize),
+        json!(ocr.spec().max_squeeze),
         ocr.steps(),
         samples.len()
     );
@@ -490,6 +491,7 @@ fn main() -> Result<()> {
             "image": locked_version("image"),
             "model": ocr.spec().version,
             "model_resize": ocr.spec().resize,
+            "model_max_squeeze": ocr.spec().max_squeeze,
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
         },
         "command": "cargo run --release -p captcha-ocr --bin ocr-bench",
