@@ -140,8 +140,14 @@ impl Ocr {
         if !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite()) {
             return Err(OcrError::Model("mean and std must be finite, std non-zero".into()));
         }
-        if spec.max_squeeze.is_some_and(|m| !(m.is_finite() && m >= 1.0)) {
-            return Err(OcrError::Model("max_squeeze must be a finite number >= 1".into()));
+        match (spec.resize, spec.max_squeeze) {
+            (_, Some(m)) if !(m.is_finite() && m >= 1.0) => {
+                return Err(OcrError::Model("max_squeeze must be a finite number >= 1".into()));
+            }
+            (Resize::Fit, Some(_)) => {
+                return Err(OcrError::Model("max_squeeze applies to resize \"fill-height\" only".into()));
+            }
+            _ => {}
         }
         let charset = Charset::new(&spec.charset)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);

@@ -94,8 +94,13 @@ fn model_json_names_the_resize_and_a_bad_one_fails_the_load() {
     // AND a wide image (the 255x52 pillow GIF) then fills more rows than under fit
     let gif = read("pillow", "0007.gif");
     assert_ne!(ocr.preprocess(&gif).expect("gif"), self::ocr().preprocess(&gif).expect("gif"));
-    // a cap under 1, or an unknown mode, is refused at load time
-    for bad in [serde_json::json!({"max_squeeze": 0.5}), serde_json::json!({"resize": "stretch"})] {
+    // a cap under 1, a cap without fill-height (it would be ignored), or an
+    // unknown mode, is refused at load time
+    for bad in [
+        serde_json::json!({"resize": "fill-height", "max_squeeze": 0.5}),
+        serde_json::json!({"resize": "fit", "max_squeeze": 1.35}),
+        serde_json::json!({"resize": "stretch"}),
+    ] {
         assert!(matches!(with(bad.clone()), Err(OcrError::Model(_))), "{bad}");
     }
 }

@@ -77,6 +77,8 @@ def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit",
     """Step 3's (height, width) scales."""
     fit = min(h / ih, w / iw)
     if resize == "fit":
+        if max_squeeze is not None:
+            raise ValueError("max_squeeze applies to resize 'fill-height' only")
         return fit, fit
     if resize == "fill-height":
         if max_squeeze is None:
