@@ -52,12 +52,22 @@ def ctc_greedy(logp: np.ndarray, charset: str, blank: int = 0) -> str:
     return "".join(out)
 
 
-ASPECT_BINS = (("<=3.33", 160 / 48), ("3.33-4.5", 4.5), ("4.5-6", 6.0), (">6", float("inf")))
+def aspect_bins(width: int, height: int) -> list:
+    """(name, upper bound) bins of width:height for a W x H input: the first is
+    where "fit" and "fill-height" give the same input (up to W:H), then 4.5, 6."""
+    canvas = width / height
+    bins = [(f"<={canvas:.2f}", canvas)]
+    lo = canvas
+    for top in (4.5, 6.0):
+        if top > lo:
+            bins.append((f"{lo:.3g}-{top:g}", top))
+            lo = top
+    bins.append((f">{lo:.3g}", float("inf")))
+    return bins
 
 
-def aspect_bin(aspect: float) -> str:
-    """The bin of a width:height ratio; the first bin is where "fit" and "fill-height" agree."""
-    return next(name for name, top in ASPECT_BINS if aspect <= top + 1e-9)
+def aspect_bin(bins: list, aspect: float) -> str:
+    return next(name for name, top in bins if aspect <= top + 1e-9)
 
 
 def main():
@@ -71,6 +81,7 @@ def main():
     a = ap.parse_args()
     cfg = load_config(a.model_dir)
     H, W, cs = cfg["input_height"], cfg["input_width"], cfg["charset"]
+    bins = aspect_bins(W, H)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
@@ -96,7 +107,7 @@ def main():
             lat.append(t2 - t1)
             pred = ctc_greedy(lp, cs, cfg["blank"])
             ok += pred == label
-            cell = by_aspect.setdefault(aspect_bin(img.width / img.height), [0, 0])
+            cell = by_aspect.setdefault(aspect_bin(bins, img.width / img.height), [0, 0])
             cell[0] += pred == label
             cell[1] += 1
             okci += pred.lower() == label.lower()
@@ -106,7 +117,7 @@ def main():
         if a.by_aspect:
             res[s]["exact_by_aspect"] = {
                 k: [round(by_aspect[k][0] / by_aspect[k][1], 4), by_aspect[k][1]]
-                for k, _ in ASPECT_BINS if k in by_aspect}
+                for k, _ in bins if k in by_aspect}
         if a.errors and not a.json:
             for e in errs[:a.errors]:
                 print(f"   {s} {e[0]}: want {e[1]!r} got {e[2]!r}")
