@@ -79,6 +79,9 @@ class SeededSecrets:
 
 
 _FONT_CACHE: dict = {}
+_IC_FONTS: dict = {}  # ImageCaptcha's loaded font lists, by (fonts, sizes)
+_IC_FACES = 0
+_IC_MAX_FACES = 2000
 _FONTS: list | None = None
 
 
@@ -166,10 +169,17 @@ def gen_imagecaptcha(rng: random.Random, text: str, fonts=None, width=160, heigh
     capimg.secrets = SeededSecrets(rng)
     ic = capimg.ImageCaptcha(width=width, height=height, fonts=fonts, font_sizes=font_sizes)
     key = (tuple(fonts or ()), tuple(font_sizes or ()))
-    cached = _FONT_CACHE.get(("ic",) + key)
+    cached = _IC_FONTS.get(key)
     if cached is None:
+        # Every loaded face holds an open file: bound them (captcha-fonts
+        # draws a new font set per image; 20k descriptors ran out at ~2 shards).
+        global _IC_FACES
+        if _IC_FACES > _IC_MAX_FACES:
+            _IC_FONTS.clear()
+            _IC_FACES = 0
         cached = ic.truefonts
-        _FONT_CACHE[("ic",) + key] = cached
+        _IC_FONTS[key] = cached
+        _IC_FACES += len(cached)
     ic._truefonts = cached
     return ic.generate_image(text)
 
