@@ -83,8 +83,8 @@ def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit",
     if resize == "fill-height":
         if max_squeeze is None:
             return h / ih, fit
-        if not max_squeeze >= 1.0:
-            raise ValueError(f"max_squeeze must be >= 1: {max_squeeze!r}")
+        if not (math.isfinite(max_squeeze) and max_squeeze >= 1.0):  # as the Rust load check
+            raise ValueError(f"max_squeeze must be a finite number >= 1: {max_squeeze!r}")
         return min(h / ih, fit * max_squeeze), fit
     raise ValueError(f"resize must be one of {RESIZE_MODES}: {resize!r}")
 
