@@ -1,6 +1,6 @@
 """Trains and exports the glyph-cell classifier (see cells.py, gen_cells.py).
 
-  python train_cells.py [--minutes 30] [--size 32] [--width 16,32,64,64,96] [--out ../model-cells-v1]
+  python train_cells.py [--minutes 30] [--size 32] [--width 16,32,64,64,96] [--shift 0] [--out ../model-cells-v1]
 
 Input [B, 3, S, S] (one cell, colour), output [B, len(CELL_CHARSET) + 1]
 log-probabilities, the last class "not a glyph cell". Small on purpose: a
@@ -56,6 +56,19 @@ def to_float(xb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(cells.normalize(cells.features(xb)))
 
 
+def shift(xb: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
+    """Training augmentation: each cell [3, S, S] moved by up to k pixels each way,
+    the uncovered border filled by repeating the edge (the cell colour). The cut
+    of a real strip is off by a few pixels whenever the library's cells are not
+    exactly w/n wide or the band is a row off."""
+    if k <= 0:
+        return xb
+    s = xb.shape[-1]
+    padded = np.pad(xb, ((0, 0), (0, 0), (k, k), (k, k)), mode="edge")
+    dy, dx = rng.integers(0, 2 * k + 1, size=(2, len(xb)))
+    return np.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(len(xb))])
+
+
 def evaluate(model, x, y, counts, bs=1024):
     model.eval()
     pred = []
@@ -99,6 +112,7 @@ def main():
     ap.add_argument("--width", default="16,32,64,64,96", help="channels of the five conv layers")
     ap.add_argument("--init", help="start from this state dict (same --size and --width)")
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--shift", type=int, default=0, help="augmentation: move cells by up to this many pixels")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
@@ -127,7 +141,7 @@ def main():
             order, pos = rng.permutation(len(x)), 0
         idx = np.sort(order[pos:pos + a.bs])
         pos += a.bs
-        xb = to_float(x[idx])
+        xb = to_float(shift(x[idx], rng, a.shift))
         yb = torch.from_numpy(y[idx])
         loss = F.nll_loss(model(xb), yb)  # noqa: the model returns log-probabilities
         opt.zero_grad()
