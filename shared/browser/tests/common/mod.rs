@@ -2,8 +2,7 @@
 //! Shared test helpers: a pool that can only reach 127.0.0.1, and a tiny local site.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::response::Html;
@@ -105,7 +104,8 @@ const FAKE_TURNSTILE_NEVER: &str = r#"<!doctype html><html><body>
 
 pub struct Site {
     pub addr: SocketAddr,
-    pub other_hits: Arc<AtomicUsize>,
+    /// The paths requested from the server on 127.0.0.2, in order.
+    pub other_paths: Arc<Mutex<Vec<String>>>,
     pub other_addr: SocketAddr,
 }
 
@@ -113,20 +113,30 @@ impl Site {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+    /// Every request that reached 127.0.0.2, whatever asked for it.
     pub fn other_hits(&self) -> usize {
-        self.other_hits.load(Ordering::SeqCst)
+        self.other_paths.lock().map(|p| p.len()).unwrap_or(usize::MAX)
+    }
+    /// The paths the pages asked 127.0.0.2 for, without the favicon that
+    /// Chromium fetches by itself, at a moment of its choosing, once a page
+    /// from there has loaded.
+    pub fn other_page_paths(&self) -> Vec<String> {
+        let paths = self.other_paths.lock().map(|p| p.clone()).unwrap_or_default();
+        paths.into_iter().filter(|p| p != "/favicon.ico").collect()
     }
 }
 
 /// Serves the test pages on 127.0.0.1, and a second server on 127.0.0.2
-/// that counts requests (for the request guard test).
+/// that records the paths requested from it (for the request guard test).
 pub async fn site() -> Site {
-    let other_hits = Arc::new(AtomicUsize::new(0));
-    let hits = other_hits.clone();
-    let other = Router::new().fallback(move || {
-        let hits = hits.clone();
+    let other_paths = Arc::new(Mutex::new(Vec::new()));
+    let paths = other_paths.clone();
+    let other = Router::new().fallback(move |uri: axum::http::Uri| {
+        let paths = paths.clone();
         async move {
-            hits.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut p) = paths.lock() {
+                p.push(uri.path().to_string());
+            }
             "hit"
         }
     });
@@ -170,7 +180,7 @@ fetch('http://{other_addr}/x', {{ mode: 'no-cors' }}).then(() => {{ document.get
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Site { addr, other_hits, other_addr }
+    Site { addr, other_paths, other_addr }
 }
 
 /// The PID and all its descendants (from /proc).
