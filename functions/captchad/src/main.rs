@@ -48,7 +48,7 @@ struct ServeArgs {
     #[arg(long, env = "CAPTCHAD_OCR_MODEL", value_name = "DIR")]
     ocr_model: Option<PathBuf>,
     /// Attach the glyph-cell reader for multicolor strips from this directory
-    /// (cells.onnx + model.json), e.g. shared/ocr/model-cells-v1.
+    /// (cells.onnx + model.json), e.g. shared/ocr/model-cells-v2.
     #[arg(long, env = "CAPTCHAD_OCR_CELLS", value_name = "DIR")]
     ocr_cells: Option<PathBuf>,
     /// Balance of the account created on first start.

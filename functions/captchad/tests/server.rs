@@ -189,7 +189,7 @@ async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
     use captcha_core::{ImageOptions, ImageSolver};
     use captcha_ocr::port::OcrSolver;
 
-    let cells_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ocr/model-cells-v1");
+    let cells_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ocr/model-cells-v2");
     let with_cells = OcrSolver::load_with(None, Some(&cells_dir)).expect("cells load");
     let plain = OcrSolver::load().expect("model loads");
     let opts = ImageOptions { case_sensitive: true, ..ImageOptions::default() };

@@ -17,7 +17,7 @@
 //!   [`Ocr::from_files`]) into an optimised tract plan; `Send + Sync`, one
 //!   instance serves every thread.
 //! - [`cells`]: [`CellReader`], an optional second model (attached with
-//!   [`Ocr::with_cells`]; `model-cells-v1/` is committed but not embedded),
+//!   [`Ocr::with_cells`]; `model-cells-v2/` is committed but not embedded),
 //!   for images that draw each character in its own coloured, rotated cell
 //!   (multicolorcaptcha and its clones): split by geometry, each cell
 //!   classified in colour, the cells decoded like a CTC output.

@@ -22,7 +22,7 @@ impl OcrSolver {
     /// Loads the main model from `model` (a directory with `captcha.onnx` and
     /// `model.json`, e.g. `shared/ocr/model-bilstm`) instead of the embedded
     /// one, and attaches the glyph-cell reader from `cells` (with
-    /// `cells.onnx` and `model.json`, e.g. `shared/ocr/model-cells-v1`).
+    /// `cells.onnx` and `model.json`, e.g. `shared/ocr/model-cells-v2`).
     pub fn load_with(model: Option<&Path>, cells: Option<&Path>) -> Result<OcrSolver, OcrError> {
         let ocr = match model {
             Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,

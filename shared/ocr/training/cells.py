@@ -6,7 +6,7 @@ its clones), sometimes centred in a taller black canvas. Read as one grey line
 they are hopeless (the glyph colours often match the cell colour in luma, and
 the margins leave a 21 px band); cut into cells, each is a small colour
 classification problem. The Rust crate (shared/ocr/src/cells.rs) implements
-the same steps; model-cells-v1/cells_golden.json pins the numbers.
+the same steps; model-cells-v2/cells_golden.json pins the numbers.
 
 Steps:
   1. RGB as in preprocess.to_rgb (alpha over white).
@@ -32,7 +32,7 @@ from PIL import Image
 
 from preprocess import round_half_up, to_rgb
 
-CELL = 32
+CELL = 48  # model-cells-v2 (attempt 14); model-cells-v1 was 32
 CELL_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=?"
 NOT_A_GLYPH = len(CELL_CHARSET)  # the last class
 MIN_CELLS, MAX_CELLS = 3, 8
@@ -132,10 +132,10 @@ def checksum(u8: np.ndarray) -> int:
     return int((flat * (np.arange(flat.size) % 251 + 1)).sum())
 
 
-def write_golden(out_path: str):
-    """model-cells-v1/cells_golden.json: per image the band, the cells' columns, and
+def write_golden(out_path: str, s: int = CELL):
+    """<model dir>/cells_golden.json: per image the band, the cells' columns, and
     per cell the byte sum and checksum of step 5's [3, S, S] bytes and the
-    checksum of step 6's."""
+    checksum of step 6's, for cells of S x S."""
     import json
     import os
     ocr = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -149,19 +149,23 @@ def write_golden(out_path: str):
         if n is not None:
             w = rgb.shape[1]
             edges = [round_half_up(i * w / n) for i in range(n + 1)]
-            u8s = [cell_u8(c) for c in split(rgb)]
+            u8s = [cell_u8(c, s) for c in split(rgb)]
             entry["cells"] = [{"x0": edges[i], "x1": edges[i + 1], "sum": int(u.astype(np.int64).sum()),
                                "checksum": checksum(u), "features_checksum": checksum(features(u))}
                               for i, u in enumerate(u8s)]
         images.append(entry)
     with open(out_path, "w") as f:
-        json.dump({"cell_size": CELL, "images": images}, f, indent=1)
+        json.dump({"cell_size": s, "images": images}, f, indent=1)
         f.write("\n")
     print(f"wrote {out_path}")
 
 
 if __name__ == "__main__":
+    import argparse
     import os
-    import sys
-    write_golden(sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells-v1", "cells_golden.json"))
+    ap = argparse.ArgumentParser(description="writes the golden numbers of the cut")
+    ap.add_argument("out", nargs="?", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells-v2", "cells_golden.json"))
+    ap.add_argument("--size", type=int, default=CELL, help="S: the cell model's cell_size")
+    a = ap.parse_args()
+    write_golden(a.out, a.size)

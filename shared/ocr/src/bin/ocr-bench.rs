@@ -6,7 +6,7 @@
 //!     [--throughput-secs S]
 //! ```
 //!
-//! `--cells shared/ocr/model-cells-v1` attaches the glyph-cell reader.
+//! `--cells shared/ocr/model-cells-v2` attaches the glyph-cell reader.
 //!
 //! 1. accuracy per validation style, exact (case-sensitive) and
 //!    case-insensitive, each style read with the flags a client would send
@@ -44,7 +44,7 @@ struct Args {
     limit: usize,
     val_dir: PathBuf,
     model: Option<PathBuf>,
-    /// A cell model to attach (`model-cells-v1/`), none by default.
+    /// A cell model to attach (`model-cells-v2/`), none by default.
     cells: Option<PathBuf>,
     anchor: bool,
     throughput_secs: f64,
