@@ -162,10 +162,12 @@ def write_golden(out_path: str, s: int = CELL):
 
 if __name__ == "__main__":
     import argparse
+    import json
     import os
-    ap = argparse.ArgumentParser(description="writes the golden numbers of the cut")
-    ap.add_argument("out", nargs="?", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells-v2", "cells_golden.json"))
-    ap.add_argument("--size", type=int, default=CELL, help="S: the cell model's cell_size")
+    ap = argparse.ArgumentParser(description="writes <model dir>/cells_golden.json at the model's own cell_size")
+    ap.add_argument("model_dir", nargs="?", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells-v2"))
     a = ap.parse_args()
-    write_golden(a.out, a.size)
+    with open(os.path.join(a.model_dir, "model.json")) as f:
+        size = int(json.load(f)["cell_size"])
+    write_golden(os.path.join(a.model_dir, "cells_golden.json"), size)
