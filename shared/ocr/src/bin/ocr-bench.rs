@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N]
 //!     [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor]
-//!     [--throughput-secs S]
+//!     [--throughput-secs S] [--cost-pass]
 //! ```
 //!
 //! `--cells shared/ocr/model-cells-v2` attaches the glyph-cell reader.
@@ -26,6 +26,12 @@
 //!    `~/.cache/captcha-train-venv`) if present, else `python3`.
 //!
 //! Prints a markdown report (or one JSON object with `--json`).
+//!
+//! `--cost-pass` measures nothing itself: it runs every image's model step
+//! (what 2. times as "model alone") once through [`model_step`], for
+//! `valgrind --tool=callgrind` to count (`training/callgrind_cost.py` runs it
+//! and reads one dump per call), and prints one `index<TAB>style<TAB>cells`
+//! line per image.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +54,7 @@ struct Args {
     cells: Option<PathBuf>,
     anchor: bool,
     throughput_secs: f64,
+    cost_pass: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -59,6 +66,7 @@ fn parse_args() -> Result<Args> {
         cells: None,
         anchor: true,
         throughput_secs: 10.0,
+        cost_pass: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +74,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--json" => args.json = true,
             "--no-anchor" => args.anchor = false,
+            "--cost-pass" => args.cost_pass = true,
             "--limit" => args.limit = value()?.parse().context("--limit")?,
             "--val-dir" => args.val_dir = value()?.into(),
             "--model" => args.model = Some(value()?.into()),
@@ -73,7 +82,7 @@ fn parse_args() -> Result<Args> {
             "--throughput-secs" => args.throughput_secs = value()?.parse().context("--throughput-secs")?,
             "-h" | "--help" => {
                 println!(
-                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor] [--throughput-secs S]"
+                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor] [--throughput-secs S] [--cost-pass]"
                 );
                 std::process::exit(0);
             }
@@ -312,6 +321,38 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
     Ok(Measured { styles, model_ns, model_cpu_ns, total_ns })
 }
 
+/// One image's model step, as `measure_serial` times it: the cell reader's
+/// attempt, then the main model when the cells gave no usable reading
+/// (`main`, found beforehand). Never inlined, so that callgrind can count
+/// each call on its own (`--toggle-collect` / `--dump-after`).
+#[inline(never)]
+fn model_step(ocr: &Ocr, rgb: &image::RgbImage, x: &[f32], cs: &Constraints, main: bool) -> Result<(), OcrError> {
+    std::hint::black_box(ocr.infer_cells(rgb, cs)?);
+    if main {
+        std::hint::black_box(ocr.infer(x)?);
+    }
+    Ok(())
+}
+
+/// `--cost-pass`: every image's model step once, in order, for callgrind.
+fn cost_pass(ocr: &Ocr, samples: &[Sample]) -> Result<()> {
+    let mut out = String::new();
+    for (i, s) in samples.iter().enumerate() {
+        let cs = constraints_for(&s.style, true);
+        let rgb = ocr.decode_image(&s.bytes).with_context(|| format!("image {i} ({})", s.style))?;
+        let x = ocr.line_input(&rgb);
+        // Uncounted: does the cell reading stand, or does the main model run too?
+        let by_cells = match ocr.infer_cells(&rgb, &cs)? {
+            Some(lp) => ocr.decode(&lp, &cs).is_ok(),
+            None => false,
+        };
+        model_step(ocr, &rgb, &x, &cs, !by_cells)?;
+        out.push_str(&format!("{i}\t{}\t{}\n", s.style, u8::from(by_cells)));
+    }
+    print!("{out}");
+    Ok(())
+}
+
 /// Whole calls on `workers` threads sharing one `Ocr`, for about `secs`.
 fn measure_throughput(ocr: &Ocr, samples: &[Sample], workers: usize, secs: f64) -> f64 {
     let done = AtomicU64::new(0);
@@ -437,6 +478,9 @@ fn main() -> Result<()> {
     };
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let samples = load_samples(&args.val_dir, args.limit)?;
+    if args.cost_pass {
+        return cost_pass(&ocr, &samples);
+    }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
         "ocr-bench: model {} ({}x{}, resize {}, max squeeze {}, T={}), loaded in {load_ms:.0} ms; {} images",
