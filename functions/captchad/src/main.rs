@@ -44,11 +44,13 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     ocr_workers: usize,
     /// Read images with this model directory (captcha.onnx + model.json)
-    /// instead of the embedded one, e.g. shared/ocr/model-bilstm.
+    /// instead of the embedded one, e.g. shared/ocr/model-bilstm; it comes
+    /// without a glyph-cell reader unless --ocr-cells names one.
     #[arg(long, env = "CAPTCHAD_OCR_MODEL", value_name = "DIR")]
     ocr_model: Option<PathBuf>,
-    /// Attach the glyph-cell reader for multicolor strips from this directory
-    /// (cells.onnx + model.json), e.g. shared/ocr/model-cells-v2.
+    /// Read multicolor strips with the glyph-cell reader from this directory
+    /// (cells.onnx + model.json) instead of the embedded one, e.g.
+    /// shared/ocr/model-cells.
     #[arg(long, env = "CAPTCHAD_OCR_CELLS", value_name = "DIR")]
     ocr_cells: Option<PathBuf>,
     /// Balance of the account created on first start.

@@ -33,7 +33,8 @@ pub struct ServeOptions {
     pub ocr_workers: usize,
     /// A main OCR model directory instead of the embedded model.
     pub ocr_model: Option<PathBuf>,
-    /// A glyph-cell model directory to attach (multicolor strips).
+    /// A glyph-cell model directory to attach instead of the embedded one
+    /// (multicolor strips).
     pub ocr_cells: Option<PathBuf>,
     /// Balance of the account created on first start, in micro-units.
     pub first_account_micros: u64,

@@ -180,18 +180,21 @@ fn with_closed_stdout(args: &[&str], dir: &std::path::Path) -> std::process::Chi
     child
 }
 
-/// `--ocr-cells` attaches the glyph-cell reader: the server answers
-/// multicolor strips as the engine with cells does (and not as the embedded
-/// model alone), and a wrong `--ocr-cells` or `--ocr-model` directory stops
+/// `--ocr-cells` attaches a glyph-cell reader to the main model: with
+/// `--ocr-model` (a main model from files, which comes without one) the
+/// server answers multicolor strips as that model with the cells does, not as
+/// it does alone; and a wrong `--ocr-cells` or `--ocr-model` directory stops
 /// the start with a clear error.
 #[tokio::test]
 async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
     use captcha_core::{ImageOptions, ImageSolver};
     use captcha_ocr::port::OcrSolver;
 
-    let cells_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ocr/model-cells-v2");
-    let with_cells = OcrSolver::load_with(None, Some(&cells_dir)).expect("cells load");
-    let plain = OcrSolver::load().expect("model loads");
+    let ocr_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/ocr");
+    let (model_dir, cells_dir) = (ocr_dir.join("model-bilstm"), ocr_dir.join("model-cells"));
+    let with_cells = OcrSolver::load_with(Some(&model_dir), Some(&cells_dir)).expect("cells load");
+    let plain = OcrSolver::load_with(Some(&model_dir), None).expect("model loads");
+    assert!(plain.ocr().cells().is_none() && with_cells.ocr().cells().is_some());
     let opts = ImageOptions { case_sensitive: true, ..ImageOptions::default() };
     let samples = samples("multicolor", 12);
     // What the server should answer: the engine's reading, or unsolvable.
@@ -205,8 +208,8 @@ async fn ocr_cells_option_reads_multicolor_with_the_cell_reader() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let key = create_account(dir.path(), "1");
-    let cells_arg = cells_dir.to_string_lossy().to_string();
-    let server = Server::start(dir.path(), &["--ocr-cells", &cells_arg]);
+    let (model_arg, cells_arg) = (model_dir.to_string_lossy().to_string(), cells_dir.to_string_lossy().to_string());
+    let server = Server::start(dir.path(), &["--ocr-model", &model_arg, "--ocr-cells", &cells_arg]);
     let http = client();
     for ((img, label), want) in samples.iter().zip(&expect) {
         let text = submit(&http, &server.base, &key, img, &[("regsense", "1")]).await.expect("submit");

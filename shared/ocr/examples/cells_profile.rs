@@ -13,7 +13,7 @@ use captcha_ocr::{CellReader, Charset, ImageLimits};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ocr_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::args().nth(1).map_or_else(|| ocr_dir.join("model-cells-v2"), Into::into);
+    let dir = std::env::args().nth(1).map_or_else(|| ocr_dir.join("model-cells"), Into::into);
     let reader = CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?;
     let main: serde_json::Value = serde_json::from_slice(&std::fs::read(ocr_dir.join("model/model.json"))?)?;
     let map = reader.map_onto(&Charset::new(main["charset"].as_str().unwrap_or_default())?)?;

@@ -6,7 +6,7 @@
 //! often equal in luma, and a tall black canvas leaves the text a thin band.
 //! Cut into cells, each is a small colour classification. The steps are the
 //! contract with the trainer's `shared/ocr/training/cells.py`;
-//! `model-cells-v2/cells_golden.json` pins the numbers:
+//! `model-cells/cells_golden.json` pins the numbers:
 //!
 //! 1. the RGB image of the main preprocessing (alpha over white);
 //! 2. the band: rows dropped from the top and from the bottom while the row is

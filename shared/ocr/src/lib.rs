@@ -16,9 +16,9 @@
 //!   with [`Ocr::embedded`] / [`Ocr::global`], or from files with
 //!   [`Ocr::from_files`]) into an optimised tract plan; `Send + Sync`, one
 //!   instance serves every thread.
-//! - [`cells`]: [`CellReader`], an optional second model (attached with
-//!   [`Ocr::with_cells`]; `model-cells-v2/` is committed but not embedded),
-//!   for images that draw each character in its own coloured, rotated cell
+//! - [`cells`]: [`CellReader`], a second model (`model-cells/`, embedded
+//!   beside the main one and attached by [`Ocr::embedded`]; another one with
+//!   [`Ocr::with_cells`]), for images that draw each character in its own coloured, rotated cell
 //!   (multicolorcaptcha and its clones): split by geometry, each cell
 //!   classified in colour, the cells decoded like a CTC output.
 //! - [`ctc`]: decoding the model's per-step log-probabilities under the

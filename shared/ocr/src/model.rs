@@ -83,12 +83,22 @@ const EMBEDDED: Option<(&[u8], &[u8])> =
 #[cfg(not(ocr_embedded_model))]
 const EMBEDDED: Option<(&[u8], &[u8])> = None;
 
+/// The glyph-cell reader committed in `shared/ocr/model-cells/`, when the
+/// build found it.
+#[cfg(ocr_embedded_cells)]
+const EMBEDDED_CELLS: Option<(&[u8], &[u8])> =
+    Some((include_bytes!("../model-cells/cells.onnx"), include_bytes!("../model-cells/model.json")));
+#[cfg(not(ocr_embedded_cells))]
+const EMBEDDED_CELLS: Option<(&[u8], &[u8])> = None;
+
 impl Ocr {
-    /// Loads the model embedded in the binary at build time.
+    /// Loads the model embedded in the binary at build time, with the
+    /// embedded glyph-cell reader attached when the build has one.
     pub fn embedded() -> Result<Ocr, OcrError> {
         let (onnx, json) = EMBEDDED
             .ok_or_else(|| OcrError::Model("this build has no embedded model (shared/ocr/model/ was empty)".into()))?;
-        Ocr::from_bytes(onnx, json)
+        let cells = EMBEDDED_CELLS.map(|(onnx, json)| CellReader::from_bytes(onnx, json)).transpose()?;
+        Ocr::from_bytes(onnx, json)?.with_cells(cells)
     }
 
     /// The same engine with (or without) a cell reader for strips of glyph

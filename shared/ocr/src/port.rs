@@ -14,23 +14,29 @@ pub struct OcrSolver {
 }
 
 impl OcrSolver {
-    /// Loads the model compiled into the binary.
+    /// Loads the models compiled into the binary (the main model and the
+    /// glyph-cell reader).
     pub fn load() -> Result<OcrSolver, OcrError> {
         OcrSolver::load_with(None, None)
     }
 
     /// Loads the main model from `model` (a directory with `captcha.onnx` and
-    /// `model.json`, e.g. `shared/ocr/model-bilstm`) instead of the embedded
-    /// one, and attaches the glyph-cell reader from `cells` (with
-    /// `cells.onnx` and `model.json`, e.g. `shared/ocr/model-cells-v2`).
+    /// `model.json`, e.g. `shared/ocr/model-bilstm`; it comes without a cell
+    /// reader) instead of the embedded one, and attaches the glyph-cell
+    /// reader from `cells` (with `cells.onnx` and `model.json`, e.g.
+    /// `shared/ocr/model-cells`) instead of the embedded one.
     pub fn load_with(model: Option<&Path>, cells: Option<&Path>) -> Result<OcrSolver, OcrError> {
         let ocr = match model {
             Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
             None => Ocr::embedded()?,
         };
-        let cells =
-            cells.map(|dir| CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))).transpose()?;
-        Ok(OcrSolver { ocr: Arc::new(ocr.with_cells(cells)?) })
+        let ocr = match cells {
+            Some(dir) => {
+                ocr.with_cells(Some(CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?))?
+            }
+            None => ocr,
+        };
+        Ok(OcrSolver { ocr: Arc::new(ocr) })
     }
 
     /// The engine behind the solver.

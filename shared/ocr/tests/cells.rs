@@ -1,7 +1,8 @@
-//! The glyph-cell reader (`model-cells-v2/`, committed but not embedded):
-//! the cut matches the trainer's golden numbers, strips go to it and other
-//! images do not, it reads multicolor at or above its floor, and the client's
-//! constraints act on its output as on the main model's.
+//! The glyph-cell reader (`model-cells/`, embedded beside the main model):
+//! the embedded engine carries it, the cut matches the trainer's golden
+//! numbers, strips go to it and other images do not, it reads multicolor at
+//! or above its floor, and the client's constraints act on its output as on
+//! the main model's.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -13,23 +14,34 @@ use captcha_ocr::{CellReader, Constraints, ImageLimits, Ocr};
 const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The committed cell model.
-const CELLS_DIR: &str = "model-cells-v2";
+const CELLS_DIR: &str = "model-cells";
 
 fn load_cells() -> CellReader {
     let dir = Path::new(OCR_DIR).join(CELLS_DIR);
     CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json")).expect("the cell model loads")
 }
 
-/// The embedded main model with the cell reader attached.
+/// The embedded engine: the main model with the embedded cell reader.
 fn ocr() -> &'static Ocr {
     static OCR: OnceLock<Ocr> = OnceLock::new();
-    OCR.get_or_init(|| {
-        Ocr::embedded().expect("the embedded model loads").with_cells(Some(load_cells())).expect("the charsets fit")
-    })
+    OCR.get_or_init(|| Ocr::embedded().expect("the embedded engine loads"))
 }
 
 fn cells() -> &'static CellReader {
-    ocr().cells().expect("attached")
+    ocr().cells().expect("the embedded engine has a cell reader")
+}
+
+#[test]
+fn the_embedded_engine_carries_the_committed_cell_reader() {
+    // GIVEN the committed cell model THEN the embedded one is the same model
+    assert_eq!(cells().spec(), load_cells().spec());
+    // AND detaching it leaves the main model alone, which reads no strip as cells
+    let bytes = std::fs::read(Path::new(OCR_DIR).join("validation/multicolor/0003.png")).expect("strip");
+    let alone = Ocr::embedded().expect("loads").with_cells(None).expect("detached");
+    assert!(alone.cells().is_none());
+    let rgb = decode_rgb(&bytes, &ImageLimits::default()).expect("decodes");
+    assert!(alone.infer_cells(&rgb, &natural()).expect("runs").is_none());
+    assert!(ocr().infer_cells(&rgb, &natural()).expect("runs").is_some());
 }
 
 fn rgb(rel: &str) -> image::RgbImage {

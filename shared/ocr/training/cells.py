@@ -6,7 +6,7 @@ its clones), sometimes centred in a taller black canvas. Read as one grey line
 they are hopeless (the glyph colours often match the cell colour in luma, and
 the margins leave a 21 px band); cut into cells, each is a small colour
 classification problem. The Rust crate (shared/ocr/src/cells.rs) implements
-the same steps; model-cells-v2/cells_golden.json pins the numbers.
+the same steps; model-cells/cells_golden.json pins the numbers.
 
 Steps:
   1. RGB as in preprocess.to_rgb (alpha over white).
@@ -32,7 +32,7 @@ from PIL import Image
 
 from preprocess import round_half_up, to_rgb
 
-CELL = 48  # model-cells-v2 (attempt 14); model-cells-v1 was 32
+CELL = 48  # model-cells/ (cells v2, attempt 14; embedded since attempt 15); cells v1 was 32
 CELL_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=?"
 NOT_A_GLYPH = len(CELL_CHARSET)  # the last class
 MIN_CELLS, MAX_CELLS = 3, 8
@@ -166,7 +166,7 @@ if __name__ == "__main__":
     import os
     ap = argparse.ArgumentParser(description="writes <model dir>/cells_golden.json at the model's own cell_size")
     ap.add_argument("model_dir", nargs="?", default=os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells-v2"))
+        os.path.dirname(os.path.abspath(__file__)), "..", "model-cells"))
     a = ap.parse_args()
     with open(os.path.join(a.model_dir, "model.json")) as f:
         size = int(json.load(f)["cell_size"])

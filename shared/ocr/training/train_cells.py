@@ -1,6 +1,6 @@
 """Trains and exports the glyph-cell classifier (see cells.py, gen_cells.py).
 
-  python train_cells.py [--minutes 30] [--size 48] [--width 16,32,64,64,96] [--shift 3] [--out ../model-cells-v2]
+  python train_cells.py [--minutes 30] [--size 48] [--width 16,32,64,64,96] [--shift 3] [--out ../model-cells]
 
 Input [B, 3, S, S] (one cell, colour), output [B, len(CELL_CHARSET) + 1]
 log-probabilities, the last class "not a glyph cell". Small on purpose: a
@@ -106,7 +106,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--run-dir", default=os.path.join(HERE, "runs-cells"))
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "model-cells-v2"))
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "model-cells"))
     ap.add_argument("--version", default="cells-conv-48-v2")
     ap.add_argument("--size", type=int, default=cells.CELL, help="S (data/cells<S>/)")
     ap.add_argument("--width", default="16,32,64,64,96", help="channels of the five conv layers")

@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N]
-//!     [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor]
+//!     [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor]
 //!     [--throughput-secs S] [--cost-pass]
 //! ```
 //!
-//! `--cells shared/ocr/model-cells-v2` attaches the glyph-cell reader.
+//! The embedded engine reads with its glyph-cell reader attached;
+//! `--no-cells` measures the main model alone, `--cells DIR` another cell
+//! model. `--model DIR` loads a main model without a cell reader.
 //!
 //! 1. accuracy per validation style, exact (case-sensitive) and
 //!    case-insensitive, each style read with the flags a client would send
@@ -50,8 +52,10 @@ struct Args {
     limit: usize,
     val_dir: PathBuf,
     model: Option<PathBuf>,
-    /// A cell model to attach (`model-cells-v2/`), none by default.
+    /// A cell model to attach instead of the embedded one (`model-cells/`).
     cells: Option<PathBuf>,
+    /// `--no-cells`: the main model alone.
+    no_cells: bool,
     anchor: bool,
     throughput_secs: f64,
     cost_pass: bool,
@@ -64,6 +68,7 @@ fn parse_args() -> Result<Args> {
         val_dir: Path::new(OCR_DIR).join("validation"),
         model: None,
         cells: None,
+        no_cells: false,
         anchor: true,
         throughput_secs: 10.0,
         cost_pass: false,
@@ -79,10 +84,11 @@ fn parse_args() -> Result<Args> {
             "--val-dir" => args.val_dir = value()?.into(),
             "--model" => args.model = Some(value()?.into()),
             "--cells" => args.cells = Some(value()?.into()),
+            "--no-cells" => args.no_cells = true,
             "--throughput-secs" => args.throughput_secs = value()?.parse().context("--throughput-secs")?,
             "-h" | "--help" => {
                 println!(
-                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR] [--no-anchor] [--throughput-secs S] [--cost-pass]"
+                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor] [--throughput-secs S] [--cost-pass]"
                 );
                 std::process::exit(0);
             }
@@ -472,9 +478,13 @@ fn main() -> Result<()> {
         Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
         None => Ocr::embedded()?,
     };
-    let ocr = match &args.cells {
-        Some(dir) => ocr.with_cells(Some(CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?))?,
-        None => ocr,
+    let ocr = match (&args.cells, args.no_cells) {
+        (Some(_), true) => bail!("--cells and --no-cells exclude each other"),
+        (Some(dir), false) => {
+            ocr.with_cells(Some(CellReader::from_files(dir.join("cells.onnx"), dir.join("model.json"))?))?
+        }
+        (None, true) => ocr.with_cells(None)?,
+        (None, false) => ocr,
     };
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let samples = load_samples(&args.val_dir, args.limit)?;
