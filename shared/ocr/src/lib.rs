@@ -18,9 +18,10 @@
 //!   instance serves every thread.
 //! - [`cells`]: [`CellReader`], a second model (`model-cells/`, embedded
 //!   beside the main one and attached by [`Ocr::embedded`]; another one with
-//!   [`Ocr::with_cells`]), for images that draw each character in its own coloured, rotated cell
-//!   (multicolorcaptcha and its clones): split by geometry, each cell
-//!   classified in colour, the cells decoded like a CTC output.
+//!   [`Ocr::with_cells`]), for images that draw each character in its own
+//!   coloured, rotated cell (multicolorcaptcha and its clones): split by
+//!   geometry, each cell classified in colour, the cells decoded like a CTC
+//!   output.
 //! - [`ctc`]: decoding the model's per-step log-probabilities under the
 //!   client's [`Constraints`] (digits only, length bounds, phrase, calc, case),
 //!   applied to the probabilities — masks plus a constrained prefix beam
