@@ -215,13 +215,23 @@ impl Ocr {
     pub fn recognize(&self, image: &[u8], constraints: &Constraints) -> Result<Answer, OcrError> {
         let rgb = self.decode_image(image)?;
         if let Some(log_probs) = self.infer_cells(&rgb, constraints)? {
-            match self.decode(&log_probs, constraints) {
-                Err(OcrError::NoValidAnswer) => {}
-                answer => return answer,
+            if let Some(answer) = self.decode_cells(&log_probs, constraints) {
+                return answer;
             }
         }
         let log_probs = self.infer(&self.line_input(&rgb))?;
         self.decode(&log_probs, constraints)
+    }
+
+    /// The answer of a cell reading ([`Ocr::infer_cells`]), or `None` when no
+    /// reading of the cells satisfies the constraints and the main model must
+    /// read the image instead: the one place [`Ocr::recognize`] (and the
+    /// benchmark that times its steps) decides.
+    pub fn decode_cells(&self, log_probs: &LogProbs, constraints: &Constraints) -> Option<Result<Answer, OcrError>> {
+        match self.decode(log_probs, constraints) {
+            Err(OcrError::NoValidAnswer) => None,
+            answer => Some(answer),
+        }
     }
 
     /// Step 1: the decoded RGB image, its size checked against the limits.

@@ -273,8 +273,10 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         };
         let read = ocr.decode_image(&s.bytes).and_then(|rgb| {
             if let Some(lp) = timed(&mut || ocr.infer_cells(&rgb, &cs))? {
-                if let Ok(answer) = ocr.decode(&lp, &cs) {
-                    return Ok(Some((answer, lp, true)));
+                match ocr.decode_cells(&lp, &cs) {
+                    Some(Ok(answer)) => return Ok(Some((answer, lp, true))),
+                    Some(Err(_)) => return Ok(None),
+                    None => {}
                 }
             }
             let x = ocr.line_input(&rgb);
@@ -349,7 +351,7 @@ fn cost_pass(ocr: &Ocr, samples: &[Sample]) -> Result<()> {
         let x = ocr.line_input(&rgb);
         // Uncounted: does the cell reading stand, or does the main model run too?
         let by_cells = match ocr.infer_cells(&rgb, &cs)? {
-            Some(lp) => ocr.decode(&lp, &cs).is_ok(),
+            Some(lp) => ocr.decode_cells(&lp, &cs).is_some(),
             None => false,
         };
         model_step(ocr, &rgb, &x, &cs, !by_cells)?;
