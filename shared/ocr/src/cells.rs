@@ -15,7 +15,7 @@
 //!    max_cells` and `|width / band height - n| <= square_tolerance`;
 //! 4. cell `i` spans columns `[round(i*w/n), round((i+1)*w/n))` of the band;
 //! 5. each channel of each cell resized to S×S with Pillow's `BILINEAR`
-//!    ([`crate::preprocess::resize_bilinear`]);
+//!    ([`crate::preprocess::resize_bilinear_planes`], all three at once);
 //! 6. the cell's colour taken out ([`features`]): per channel `v = |v - m|`,
 //!    `m` the channel's median, so a glyph is bright on black whatever its
 //!    and its cell's colours;
@@ -36,7 +36,7 @@ use tract_onnx::prelude::*;
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
 use crate::model::{plan_for, read_model_file, Plan};
-use crate::preprocess::resize_bilinear;
+use crate::preprocess::{resize_bilinear_planes, Region};
 
 /// `model-cells/model.json`: the cell model's input and the splitting rules.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -240,20 +240,15 @@ pub fn split(rgb: &RgbImage, spec: &CellSpec) -> Option<Strip> {
 pub fn cell_u8(rgb: &RgbImage, strip: &Strip, cell: usize, size: u32) -> Vec<u8> {
     let s = size as usize;
     let (x0, x1) = strip.columns[cell];
-    let (cw, ch) = (x1 - x0, strip.bottom - strip.top);
-    let mut out = Vec::with_capacity(3 * s * s);
-    let mut plane = vec![0u8; cw * ch];
-    let (raw, w) = (rgb.as_raw(), rgb.width() as usize);
-    for c in 0..3 {
-        for y in 0..ch {
-            let row = &raw[((strip.top + y) * w + x0) * 3..((strip.top + y) * w + x1) * 3];
-            for (v, p) in plane[y * cw..(y + 1) * cw].iter_mut().zip(row.chunks_exact(3)) {
-                *v = p[c];
-            }
-        }
-        out.extend(resize_bilinear(&plane, cw, ch, s, s));
-    }
-    out
+    let region = Region {
+        data: rgb.as_raw(),
+        stride: rgb.width() as usize * 3,
+        left: x0,
+        top: strip.top,
+        w: x1 - x0,
+        h: strip.bottom - strip.top,
+    };
+    resize_bilinear_planes::<3>(region, s, s)
 }
 
 /// Step 6 on one `[3, S, S]` cell, in place: each channel's values become

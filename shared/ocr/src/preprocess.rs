@@ -252,7 +252,6 @@ pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
 /// Pillow skips it.
 pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
     let mut pixels = src.to_vec();
-    let mut cur_w = w;
     if nw != w {
         let coeffs = Coefficients::new(w, nw);
         let mut out = vec![0u8; nw * h];
@@ -265,30 +264,93 @@ pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> 
             }
         }
         pixels = out;
-        cur_w = nw;
     }
     if nh != h {
-        let coeffs = Coefficients::new(h, nh);
-        let mut out = vec![0u8; cur_w * nh];
-        // One output row at a time, accumulated over its input rows: the
-        // inner loops run along rows, so they vectorise.
-        let mut acc = vec![0i64; cur_w];
-        for (y, out_row) in out.chunks_exact_mut(cur_w).enumerate() {
-            let (start, k) = coeffs.of(y);
-            acc.fill(Coefficients::HALF);
-            for (i, &wgt) in k.iter().enumerate() {
-                let row = &pixels[(start + i) * cur_w..(start + i + 1) * cur_w];
-                for (a, &p) in acc.iter_mut().zip(row) {
-                    *a += i64::from(p) * i64::from(wgt);
-                }
-            }
-            for (o, &a) in out_row.iter_mut().zip(&acc) {
-                *o = Coefficients::clip(a);
-            }
-        }
-        pixels = out;
+        pixels = resize_rows(&pixels, if nw != w { nw } else { w }, h, nh);
     }
     pixels
+}
+
+/// A region of an image with `CH` interleaved 8-bit channels: rows `[top,
+/// top + h)`, columns `[left, left + w)`, `stride` bytes per image row.
+#[derive(Debug, Clone, Copy)]
+pub struct Region<'a> {
+    pub data: &'a [u8],
+    pub stride: usize,
+    pub left: usize,
+    pub top: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+/// [`resize_bilinear`] on each channel of an interleaved region at once,
+/// without copying the channels out first: the planes `[CH, nh, nw]`, byte for
+/// byte what `resize_bilinear` gives each channel's plane. The coefficients
+/// are computed once for all channels.
+pub fn resize_bilinear_planes<const CH: usize>(region: Region<'_>, nw: usize, nh: usize) -> Vec<u8> {
+    let Region { data, stride, left, top, w, h } = region;
+    let row_of = |y: usize| &data[(top + y) * stride + left * CH..(top + y) * stride + (left + w) * CH];
+    // The horizontal pass, or the channels copied out when the width stays.
+    let cur_w = if nw != w { nw } else { w };
+    let mut planes = vec![0u8; CH * cur_w * h];
+    if nw != w {
+        let coeffs = Coefficients::new(w, nw);
+        for y in 0..h {
+            let row = row_of(y);
+            for x in 0..nw {
+                let (start, k) = coeffs.of(x);
+                let taps = &row[start * CH..(start + k.len()) * CH];
+                let mut ss = [Coefficients::HALF; CH];
+                for (px, &wgt) in taps.chunks_exact(CH).zip(k) {
+                    for (s, &p) in ss.iter_mut().zip(px) {
+                        *s += i64::from(p) * i64::from(wgt);
+                    }
+                }
+                for (c, &s) in ss.iter().enumerate() {
+                    planes[(c * h + y) * nw + x] = Coefficients::clip(s);
+                }
+            }
+        }
+    } else {
+        for y in 0..h {
+            for (x, px) in row_of(y).chunks_exact(CH).enumerate() {
+                for (c, &p) in px.iter().enumerate() {
+                    planes[(c * h + y) * w + x] = p;
+                }
+            }
+        }
+    }
+    if nh == h {
+        return planes;
+    }
+    let mut out = Vec::with_capacity(CH * nw * nh);
+    for plane in planes.chunks_exact(cur_w * h) {
+        out.extend(resize_rows(plane, cur_w, h, nh));
+    }
+    out
+}
+
+/// The vertical pass of [`resize_bilinear`]: `h` rows of `w` to `nh` rows.
+fn resize_rows(pixels: &[u8], w: usize, h: usize, nh: usize) -> Vec<u8> {
+    let coeffs = Coefficients::new(h, nh);
+    let mut out = vec![0u8; w * nh];
+    // One output row at a time, accumulated over its input rows: the
+    // inner loops run along rows, so they vectorise.
+    let mut acc = vec![0i64; w];
+    for (y, out_row) in out.chunks_exact_mut(w).enumerate() {
+        let (start, k) = coeffs.of(y);
+        acc.fill(Coefficients::HALF);
+        for (i, &wgt) in k.iter().enumerate() {
+            let row = &pixels[(start + i) * w..(start + i + 1) * w];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += i64::from(p) * i64::from(wgt);
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = Coefficients::clip(a);
+        }
+    }
+    out
 }
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear filter.
@@ -371,6 +433,35 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, ImageFormat::Png).expect("encode");
         out.into_inner()
+    }
+
+    #[test]
+    fn planes_resize_as_each_channel_alone() {
+        // A pseudo-random RGB image; regions that shrink, grow and keep a side.
+        let (iw, ih) = (37usize, 29usize);
+        let data: Vec<u8> = (0..iw * ih * 3).map(|i| ((i * 7919 + i / 5 * 104729) % 251) as u8).collect();
+        for &(left, top, w, h, nw, nh) in &[
+            (3, 2, 30, 25, 12, 12),
+            (0, 0, 37, 29, 48, 48),
+            (5, 4, 12, 20, 12, 9),
+            (1, 1, 20, 9, 7, 9),
+            (2, 3, 6, 6, 6, 6),
+        ] {
+            let region = Region { data: &data, stride: iw * 3, left, top, w, h };
+            let planes = resize_bilinear_planes::<3>(region, nw, nh);
+            assert_eq!(planes.len(), 3 * nw * nh);
+            for c in 0..3 {
+                let plane: Vec<u8> = (0..h)
+                    .flat_map(|y| (0..w).map(move |x| (y, x)))
+                    .map(|(y, x)| data[(top + y) * iw * 3 + (left + x) * 3 + c])
+                    .collect();
+                assert_eq!(
+                    &planes[c * nw * nh..(c + 1) * nw * nh],
+                    resize_bilinear(&plane, w, h, nw, nh).as_slice(),
+                    "channel {c} of {w}x{h} -> {nw}x{nh}"
+                );
+            }
+        }
     }
 
     #[test]
