@@ -286,7 +286,8 @@ pub struct Region<'a> {
 /// [`resize_bilinear`] on each channel of an interleaved region at once,
 /// without copying the channels out first: the planes `[CH, nh, nw]`, byte for
 /// byte what `resize_bilinear` gives each channel's plane. The coefficients
-/// are computed once for all channels.
+/// are computed once for all channels. The region must lie inside `data`
+/// (the cell reader's come from [`crate::cells::split`]), or this panics.
 pub fn resize_bilinear_planes<const CH: usize>(region: Region<'_>, nw: usize, nh: usize) -> Vec<u8> {
     let Region { data, stride, left, top, w, h } = region;
     let row_of = |y: usize| &data[(top + y) * stride + left * CH..(top + y) * stride + (left + w) * CH];
