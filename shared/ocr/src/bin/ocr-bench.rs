@@ -108,7 +108,7 @@ struct Sample {
     same: Option<(Vec<Vec<char>>, f64)>,
 }
 
-/// `Ak[Vv]u` -> [[A], [k], [V, v], [u]].
+/// `Ak[Vv]u` -> `[[A], [k], [V, v], [u]]`.
 fn parse_pattern(p: &str) -> Result<Vec<Vec<char>>> {
     let mut out = Vec::new();
     let mut chars = p.chars();
