@@ -251,24 +251,7 @@ pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
 /// between the passes. A pass whose size does not change is skipped, as
 /// Pillow skips it.
 pub fn resize_bilinear(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
-    let mut pixels = src.to_vec();
-    if nw != w {
-        let coeffs = Coefficients::new(w, nw);
-        let mut out = vec![0u8; nw * h];
-        for (row, out_row) in pixels.chunks_exact(w).zip(out.chunks_exact_mut(nw)) {
-            for (x, o) in out_row.iter_mut().enumerate() {
-                let (start, k) = coeffs.of(x);
-                let taps = &row[start..start + k.len()];
-                let ss = taps.iter().zip(k).fold(Coefficients::HALF, |ss, (&p, &w)| ss + i64::from(p) * i64::from(w));
-                *o = Coefficients::clip(ss);
-            }
-        }
-        pixels = out;
-    }
-    if nh != h {
-        pixels = resize_rows(&pixels, if nw != w { nw } else { w }, h, nh);
-    }
-    pixels
+    resize_bilinear_planes::<1>(Region { data: src, stride: w, left: 0, top: 0, w, h }, nw, nh)
 }
 
 /// A region of an image with `CH` interleaved 8-bit channels: rows `[top,
@@ -283,10 +266,10 @@ pub struct Region<'a> {
     pub h: usize,
 }
 
-/// [`resize_bilinear`] on each channel of an interleaved region at once,
-/// without copying the channels out first: the planes `[CH, nh, nw]`, byte for
-/// byte what `resize_bilinear` gives each channel's plane. The coefficients
-/// are computed once for all channels. The region must lie inside `data`
+/// Pillow's `BILINEAR` ([`resize_bilinear`]) on each channel of an
+/// interleaved region at once, without copying the channels out first: the
+/// planes `[CH, nh, nw]`, byte for byte what Pillow gives each channel's plane
+/// alone. The coefficients are computed once for all channels. The region must lie inside `data`
 /// (the cell reader's come from [`crate::cells::split`]), or this panics.
 pub fn resize_bilinear_planes<const CH: usize>(region: Region<'_>, nw: usize, nh: usize) -> Vec<u8> {
     let Region { data, stride, left, top, w, h } = region;
