@@ -4,6 +4,7 @@
   python gen_data.py --from-per-style 80000 --per-style 160000 --workers 2   # only the samples after the first 80000-per-style
   python gen_data.py --per-style 80000 --workers 2 --resize fill-height       # shards for a fill-height model
   python gen_data.py --per-style 80000 --workers 2 --resize fill-height --max-squeeze 1.35   # ... squeezing at most 1.35x
+  python gen_data.py --per-style 80000 --workers 2 --crop ink-columns           # shards for a model that crops to the text's columns
 
 Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
 so the data set is fully determined by (seed, per-style count). Existing shards
@@ -22,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
-from preprocess import INPUT_H, INPUT_W, RESIZE_MODES, preprocess_u8  # noqa: E402
+from preprocess import CROP_MODES, INPUT_H, INPUT_W, RESIZE_MODES, preprocess_u8  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -38,27 +39,28 @@ MIX = {"captcha-default": 0.9, "captcha-fonts": 1.2, "multicolor": 1.2, "pillow"
 # experiment of MODEL.md used "-trim"). Each resize mode but "fit" adds its own.
 SUFFIX = ""
 RESIZE_SUFFIX = {"fit": "", "fill-height": "-fill"}
+CROP_SUFFIX = {"none": "", "ink-columns": "-ink"}
 
 
-def shard_dir(h, w, resize="fit", max_squeeze=None):
+def shard_dir(h, w, resize="fit", max_squeeze=None, crop="none"):
     cap = f"{max_squeeze:g}" if resize != "fit" and max_squeeze is not None else ""
-    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{RESIZE_SUFFIX[resize]}{cap}")
+    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{CROP_SUFFIX[crop]}{RESIZE_SUFFIX[resize]}{cap}")
 
 
-def shard_path(style, k, h, w, resize="fit", max_squeeze=None):
-    return os.path.join(shard_dir(h, w, resize, max_squeeze), f"{style}_{k:04d}.npz")
+def shard_path(style, k, h, w, resize="fit", max_squeeze=None, crop="none"):
+    return os.path.join(shard_dir(h, w, resize, max_squeeze, crop), f"{style}_{k:04d}.npz")
 
 
 def make_shard(args):
-    style, k, seed, h, w, resize, max_squeeze = args
-    path = shard_path(style, k, h, w, resize, max_squeeze)
+    style, k, seed, h, w, resize, max_squeeze, crop = args
+    path = shard_path(style, k, h, w, resize, max_squeeze, crop)
     if os.path.exists(path):
         return path
     xs = np.zeros((SHARD, h, w), np.uint8)
     labels = []
     for j in range(SHARD):
         img, text = gen.make_sample(style, seed, k * SHARD + j)
-        xs[j] = preprocess_u8(img, h, w, resize, max_squeeze)
+        xs[j] = preprocess_u8(img, h, w, resize, max_squeeze, crop)
         labels.append(text)
     tmp = path + ".tmp.npz"
     np.savez(tmp, x=xs, y=np.array(labels))
@@ -70,7 +72,7 @@ def nshards(per_style, style):
     return max(1, int(round(per_style * MIX[style] / SHARD)))
 
 
-def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max_squeeze=None):
+def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max_squeeze=None, crop="none"):
     out = []
     first = {s: nshards(from_per_style, s) if from_per_style else 0 for s in gen.STYLES if not styles or s in styles}
     last = {s: nshards(per_style, s) for s in first}
@@ -78,15 +80,15 @@ def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max
     for k in range(max(last.values())):
         for s in first:
             if first[s] <= k < last[s]:
-                out.append((s, k, seed, h, w, resize, max_squeeze))
+                out.append((s, k, seed, h, w, resize, max_squeeze, crop))
     return out
 
 
 def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0,
-             resize="fit", max_squeeze=None):
-    os.makedirs(shard_dir(h, w, resize, max_squeeze), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize, max_squeeze)
-            if not os.path.exists(shard_path(j[0], j[1], h, w, resize, max_squeeze))]
+             resize="fit", max_squeeze=None, crop="none"):
+    os.makedirs(shard_dir(h, w, resize, max_squeeze, crop), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize, max_squeeze, crop)
+            if not os.path.exists(shard_path(j[0], j[1], h, w, resize, max_squeeze, crop))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -112,6 +114,7 @@ if __name__ == "__main__":
     ap.add_argument("--resize", default="fit", choices=RESIZE_MODES, help="the contract's resize step (preprocess.py)")
     ap.add_argument("--max-squeeze", type=float, default=None,
                     help="fill-height: squeeze a wide image by at most this much (default: no cap)")
+    ap.add_argument("--crop", default="none", choices=CROP_MODES, help="the contract's crop step (preprocess.py)")
     a = ap.parse_args()
     generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None,
-             a.from_per_style, a.resize, a.max_squeeze)
+             a.from_per_style, a.resize, a.max_squeeze, a.crop)
