@@ -10,8 +10,9 @@
 //!
 //! # Layout
 //! - [`preprocess`]: bytes → the model's input tensor — decoding with size
-//!   limits checked on the header first, alpha over white, gray, resize
-//!   bit-exact with the trainer's Pillow, pad, normalise.
+//!   limits checked on the header first, alpha over white, gray, the crop to
+//!   the text's columns when `model.json` asks for it, resize bit-exact with
+//!   the trainer's Pillow, pad, normalise.
 //! - [`model`]: [`Ocr`], the model loaded **once** (embedded in the binary
 //!   with [`Ocr::embedded`] / [`Ocr::global`], or from files with
 //!   [`Ocr::from_files`]) into an optimised tract plan; `Send + Sync`, one

@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 use crate::cells::{CellMap, CellReader};
 use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
 use crate::error::OcrError;
-use crate::preprocess::{self, ImageLimits, InputSpec, Resize};
+use crate::preprocess::{self, Crop, ImageLimits, InputSpec, Resize};
 
 /// `model/model.json`: what the trainer promises about `captcha.onnx`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,6 +26,10 @@ pub struct ModelSpec {
     pub mean: f32,
     pub std: f32,
     pub version: String,
+    /// Step 2's crop; absent means `none`, as for every model before the
+    /// option existed.
+    #[serde(default)]
+    pub crop: Crop,
     /// Step 3 of the preprocessing; absent means `fit`, as for every model
     /// before the option existed.
     #[serde(default)]
@@ -169,6 +173,7 @@ impl Ocr {
                 width: spec.input_width,
                 mean: spec.mean,
                 std: spec.std,
+                crop: spec.crop,
                 resize: spec.resize,
                 max_squeeze: spec.max_squeeze,
             },

@@ -7,6 +7,8 @@
 //! 1. decode (PNG, JPEG, GIF's first frame); alpha composited over white the
 //!    way Pillow's `alpha_composite` does it; RGB;
 //! 2. gray = `(R*19595 + G*38470 + B*7471 + 32768) >> 16` (Pillow's `L`);
+//!    then, per [`Crop`], only the columns that hold the text are kept
+//!    ([`ink_columns`]; `None`, every model before attempt 17, keeps all);
 //! 3. scales per [`Resize`]: `Fit` (every model so far) takes `min(H/h, W/w)` on
 //!    both axes; `FillHeight` takes `H/h` for the height and `min(H/h, W/w)` for
 //!    the width, so text fills the height and a wide image is squeezed only
@@ -76,6 +78,83 @@ impl Resize {
     }
 }
 
+/// What step 2 keeps of the gray image before the resize (`model.json`
+/// `"crop"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Crop {
+    /// The whole image.
+    #[default]
+    None,
+    /// The columns from the first to the last that holds text ([`ink_columns`]),
+    /// so text drawn in part of a wide image is not shrunk with the empty rest.
+    /// Rows are all kept: a glyph's height against the image's is a cue for case.
+    InkColumns,
+}
+
+impl Crop {
+    /// The columns `[left, right)` of `gray` that the resize reads.
+    pub fn columns(self, gray: &GrayImage) -> (usize, usize) {
+        let (w, h) = (gray.width() as usize, gray.height() as usize);
+        match self {
+            Crop::None => (0, w),
+            Crop::InkColumns => ink_columns(gray.as_raw(), w, h),
+        }
+    }
+}
+
+/// The columns `[left, right)` that hold the text of a `w`×`h` gray image, all
+/// in integers so that the trainer's `preprocess.py::ink_columns` gives the
+/// same: a pixel is ink when its distance to the image's median gray, times
+/// 100, exceeds `max(2000, 35 * contrast)`, the contrast being the larger
+/// distance from the median to the 2nd and the 98th percentile; a column is
+/// strong when it holds at least 4 ink pixels and, times 100, at least 15 times
+/// the busiest column's count. The kept span runs from the first to the last
+/// strong column, widened by `round(0.15 * h)` on each side within the image,
+/// and is used only when it drops at least a tenth of the width; otherwise, or
+/// with no strong column, `(0, w)`. Noise dots and thin lines do not make a
+/// column strong.
+pub fn ink_columns(gray: &[u8], w: usize, h: usize) -> (usize, usize) {
+    let n = (w * h) as u64;
+    let mut hist = [0u64; 256];
+    for &p in gray {
+        hist[usize::from(p)] += 1;
+    }
+    // The smallest gray level whose cumulative count c has c * den >= n * num.
+    let percentile = |num: u64, den: u64| -> i64 {
+        let mut c = 0u64;
+        for (v, &k) in hist.iter().enumerate() {
+            c += k;
+            if c * den >= n * num {
+                return v as i64;
+            }
+        }
+        255
+    };
+    let median = percentile(1, 2);
+    let contrast = (median - percentile(2, 100)).max(percentile(98, 100) - median);
+    let threshold = (35 * contrast).max(2000);
+    let mut count = vec![0u64; w];
+    for row in gray.chunks_exact(w.max(1)) {
+        for (c, &p) in count.iter_mut().zip(row) {
+            if (i64::from(p) - median).abs() * 100 > threshold {
+                *c += 1;
+            }
+        }
+    }
+    let busiest = count.iter().copied().max().unwrap_or(0);
+    let strong = |c: &u64| *c >= 4 && *c * 100 >= 15 * busiest;
+    let (Some(first), Some(last)) = (count.iter().position(strong), count.iter().rposition(strong)) else {
+        return (0, w);
+    };
+    let margin = (15 * h + 50) / 100;
+    let (left, right) = (first.saturating_sub(margin), (last + 1 + margin).min(w));
+    if (w - (right - left)) * 10 < w {
+        return (0, w);
+    }
+    (left, right)
+}
+
 /// The geometry and normalisation of the model's input (from `model.json`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InputSpec {
@@ -83,6 +162,7 @@ pub struct InputSpec {
     pub width: u32,
     pub mean: f32,
     pub std: f32,
+    pub crop: Crop,
     pub resize: Resize,
     /// `FillHeight` only: the most a wide image is squeezed across (>= 1;
     /// `None`: no limit).
@@ -201,13 +281,18 @@ fn over_white(c: u8, a: u8) -> u8 {
     (div255 >> PRECISION_BITS).min(255) as u8
 }
 
-/// Steps 3–4: the padded `height`×`width` canvas of gray levels.
-pub fn fit_to_canvas(gray: &GrayImage, height: u32, width: u32, resize: Resize, max_squeeze: Option<f64>) -> Vec<u8> {
-    let (w, h) = (gray.width(), gray.height());
-    let (scale_h, scale_w) = resize.scales(h, w, height, width, max_squeeze);
+/// Step 2's crop and steps 3–4: the padded `spec.height`×`spec.width` canvas
+/// of gray levels.
+pub fn fit_to_canvas(gray: &GrayImage, spec: &InputSpec) -> Vec<u8> {
+    let (height, width) = (spec.height, spec.width);
+    let (left, right) = spec.crop.columns(gray);
+    let (w, h) = ((right - left) as u32, gray.height());
+    let (scale_h, scale_w) = spec.resize.scales(h, w, height, width, spec.max_squeeze);
     let nh = ((f64::from(h) * scale_h + 0.5).floor() as u32).clamp(1, height);
     let nw = ((f64::from(w) * scale_w + 0.5).floor() as u32).clamp(1, width);
-    let resized = resize_bilinear(gray.as_raw(), w as usize, h as usize, nw as usize, nh as usize);
+    let region =
+        Region { data: gray.as_raw(), stride: gray.width() as usize, left, top: 0, w: w as usize, h: h as usize };
+    let resized = resize_bilinear_planes::<1>(region, nw as usize, nh as usize);
     let (nw, nh) = (nw as usize, nh as usize);
 
     let mut border_sum = 0u64;
@@ -240,9 +325,9 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Resul
     Ok(canvas_input(&decode_gray(bytes, limits)?, spec))
 }
 
-/// Steps 3–5: a gray image to the `[H*W]` model input, row-major.
+/// Steps 2 (the crop) to 5: a gray image to the `[H*W]` model input, row-major.
 pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
-    normalize(&fit_to_canvas(gray, spec.height, spec.width, spec.resize, spec.max_squeeze), spec.mean, spec.std)
+    normalize(&fit_to_canvas(gray, spec), spec.mean, spec.std)
 }
 
 /// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
@@ -448,6 +533,66 @@ mod tests {
         }
     }
 
+    fn spec_32x160(crop: Crop, resize: Resize, max_squeeze: Option<f64>) -> InputSpec {
+        InputSpec { height: 32, width: 160, mean: 0.5, std: 0.5, crop, resize, max_squeeze }
+    }
+
+    /// A `w`x`h` white image with a black bar over rows 10..30 of the columns `ink`, and
+    /// noise dots: one black pixel in every 7th column of row 2.
+    fn text_in(w: u32, h: u32, ink: std::ops::Range<u32>) -> GrayImage {
+        GrayImage::from_fn(w, h, |x, y| {
+            let bar = ink.contains(&x) && (10..30).contains(&y) && x % 3 != 0;
+            image::Luma([if bar || (y == 2 && x % 7 == 0) { 0 } else { 255 }])
+        })
+    }
+
+    #[test]
+    fn ink_columns_keeps_the_text_and_a_margin_but_not_the_noise() {
+        // GIVEN a 300x40 image whose text spans columns 20..120, dots all over
+        let img = text_in(300, 40, 20..120);
+        // THEN the kept columns are the text's, widened by round(0.15 * 40) = 6
+        assert_eq!(ink_columns(img.as_raw(), 300, 40), (14, 126));
+        assert_eq!(Crop::InkColumns.columns(&img), (14, 126));
+        assert_eq!(Crop::None.columns(&img), (0, 300));
+        // AND text that fills more than nine tenths of the width keeps the image whole
+        let full = text_in(300, 40, 10..285);
+        assert_eq!(ink_columns(full.as_raw(), 300, 40), (0, 300));
+        // AND an image without ink (or with dots only) keeps the image whole
+        let blank = GrayImage::from_pixel(80, 30, image::Luma([200]));
+        assert_eq!(ink_columns(blank.as_raw(), 80, 30), (0, 80));
+        let dots = text_in(300, 40, 0..0);
+        assert_eq!(ink_columns(dots.as_raw(), 300, 40), (0, 300));
+        // AND light text on a dark ground is ink as well
+        let mut dark = text_in(300, 40, 150..250);
+        for p in dark.pixels_mut() {
+            p.0[0] = 255 - p.0[0];
+        }
+        assert_eq!(ink_columns(dark.as_raw(), 300, 40), (145, 255));
+    }
+
+    #[test]
+    fn the_crop_resizes_only_the_kept_columns() {
+        // GIVEN text in the left third of a wide image
+        let img = text_in(300, 40, 20..120);
+        // WHEN the canvas is made with the crop THEN it is the resize of the kept
+        // columns alone: 112x40 scaled by min(32/40, 160/112) = 0.8 to 90x32
+        let cropped = fit_to_canvas(&img, &spec_32x160(Crop::InkColumns, Resize::Fit, None));
+        let kept = GrayImage::from_fn(112, 40, |x, y| *img.get_pixel(x + 14, y));
+        let want = fit_to_canvas(&kept, &spec_32x160(Crop::None, Resize::Fit, None));
+        assert_eq!(cropped, want);
+        // AND without the crop the text is smaller: 300x40 to 160x21
+        let whole = fit_to_canvas(&img, &spec_32x160(Crop::None, Resize::Fit, None));
+        let dark_rows = |c: &[u8]| c.chunks_exact(160).filter(|r| r.iter().any(|&v| v < 128)).count();
+        assert!(dark_rows(&cropped) > dark_rows(&whole), "{} vs {}", dark_rows(&cropped), dark_rows(&whole));
+    }
+
+    #[test]
+    fn crop_is_read_from_model_json_in_kebab_case() {
+        assert_eq!(serde_json::from_str::<Crop>("\"ink-columns\"").expect("ink-columns"), Crop::InkColumns);
+        assert_eq!(serde_json::from_str::<Crop>("\"none\"").expect("none"), Crop::None);
+        assert!(serde_json::from_str::<Crop>("\"rows\"").is_err());
+    }
+
     #[test]
     fn alpha_is_composited_over_white() {
         assert_eq!(over_white(0, 0), 255);
@@ -474,13 +619,13 @@ mod tests {
         }
         // WHEN it fills the height of a 32x160 canvas THEN it is 160x32: every row
         // is black then white, the top and bottom rows too
-        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight, None);
+        let canvas = fit_to_canvas(&wide, &spec_32x160(Crop::None, Resize::FillHeight, None));
         for y in [0, 16, 31] {
             assert_eq!((canvas[y * 160], canvas[y * 160 + 159]), (0, 255), "row {y}");
         }
         // AND squeezed at most 1.5x it is 160x30 (scales 0.5 across, 0.75 down):
         // rows 1..31 hold the image, row 0 and row 31 are padding
-        let canvas = fit_to_canvas(&wide, 32, 160, Resize::FillHeight, Some(1.5));
+        let canvas = fit_to_canvas(&wide, &spec_32x160(Crop::None, Resize::FillHeight, Some(1.5)));
         for y in [1, 16, 30] {
             assert_eq!((canvas[y * 160], canvas[y * 160 + 159]), (0, 255), "row {y}");
         }
@@ -488,18 +633,18 @@ mod tests {
         assert_ne!((canvas[0], canvas[159]), (0, 255), "row 0 is padding, not the image");
         // a cap of 1 is Fit
         assert_eq!(
-            fit_to_canvas(&wide, 32, 160, Resize::FillHeight, Some(1.0)),
-            fit_to_canvas(&wide, 32, 160, Resize::Fit, None)
+            fit_to_canvas(&wide, &spec_32x160(Crop::None, Resize::FillHeight, Some(1.0))),
+            fit_to_canvas(&wide, &spec_32x160(Crop::None, Resize::Fit, None))
         );
         // while Fit keeps the aspect: 160x20 at rows 6..26, padded above and below
-        let canvas = fit_to_canvas(&wide, 32, 160, Resize::Fit, None);
+        let canvas = fit_to_canvas(&wide, &spec_32x160(Crop::None, Resize::Fit, None));
         assert_eq!((canvas[16 * 160], canvas[16 * 160 + 159]), (0, 255));
         assert!(canvas[0] != 0 && canvas[159] != 255, "padding, not the image");
         // AND an image narrower than the canvas's aspect reads the same under both
         let narrow = GrayImage::from_fn(40, 40, |x, y| image::Luma([((x * 5 + y * 3) % 256) as u8]));
         assert_eq!(
-            fit_to_canvas(&narrow, 32, 160, Resize::FillHeight, None),
-            fit_to_canvas(&narrow, 32, 160, Resize::Fit, None)
+            fit_to_canvas(&narrow, &spec_32x160(Crop::None, Resize::FillHeight, None)),
+            fit_to_canvas(&narrow, &spec_32x160(Crop::None, Resize::Fit, None))
         );
     }
 
@@ -516,7 +661,7 @@ mod tests {
         // GIVEN a 320x40 black image and a 32x160 canvas
         let img = DynamicImage::ImageLuma8(GrayImage::from_pixel(320, 40, image::Luma([0])));
         let gray = decode_gray(&png(&img), &ImageLimits::default()).expect("gray");
-        let canvas = fit_to_canvas(&gray, 32, 160, Resize::Fit, None);
+        let canvas = fit_to_canvas(&gray, &spec_32x160(Crop::None, Resize::Fit, None));
         // THEN it becomes 160x20 at rows 6..26, the rest padded with its border (black)
         assert_eq!(canvas.len(), 32 * 160);
         assert!(canvas.iter().all(|&v| v == 0));
@@ -525,7 +670,7 @@ mod tests {
         for i in 0..16 {
             img.put_pixel(i, 0, image::Luma([0]));
         }
-        let canvas = fit_to_canvas(&img, 32, 160, Resize::Fit, None);
+        let canvas = fit_to_canvas(&img, &spec_32x160(Crop::None, Resize::Fit, None));
         // 16x16 -> 32x32; top row black, others white: border mean = (32*255*3 - 2*255... )
         let pad = canvas[159];
         assert!(pad > 150 && pad < 220, "{pad}");

@@ -10,7 +10,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use captcha_ocr::preprocess::{self, InputSpec, Resize};
+use captcha_ocr::preprocess::{self, Crop, InputSpec, Resize};
 use captcha_ocr::{Constraints, ImageLimits, Ocr, OcrError};
 
 const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -80,7 +80,7 @@ fn the_model_loads_and_honours_the_contract() {
 }
 
 #[test]
-fn model_json_names_the_resize_and_a_bad_one_fails_the_load() {
+fn model_json_names_the_crop_and_resize_and_a_bad_one_fails_the_load() {
     let dir = Path::new(OCR_DIR).join("model");
     let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
     let json: serde_json::Value =
@@ -96,12 +96,20 @@ fn model_json_names_the_resize_and_a_bad_one_fails_the_load() {
     // AND a wide image (the 255x52 pillow GIF) then fills more rows than under fit
     let gif = read("pillow", "0007.gif");
     assert_ne!(ocr.preprocess(&gif).expect("gif"), self::ocr().preprocess(&gif).expect("gif"));
+    // GIVEN the crop "ink-columns" THEN it loads with it, and an image with its
+    // text in part of the width (the same GIF: columns 13..223 of 255) reads
+    // another input than with the whole image
+    let cropping = with(serde_json::json!({"crop": "ink-columns", "resize": "fit"})).expect("ink-columns");
+    assert_eq!(cropping.spec().crop, Crop::InkColumns);
+    let whole = with(serde_json::json!({"crop": "none", "resize": "fit"})).expect("none");
+    assert_ne!(cropping.preprocess(&gif).expect("gif"), whole.preprocess(&gif).expect("gif"));
     // a cap under 1, a cap without fill-height (it would be ignored), or an
     // unknown mode, is refused at load time
     for bad in [
         serde_json::json!({"resize": "fill-height", "max_squeeze": 0.5}),
         serde_json::json!({"resize": "fit", "max_squeeze": 1.35}),
         serde_json::json!({"resize": "stretch"}),
+        serde_json::json!({"crop": "ink-rows"}),
     ] {
         assert!(matches!(with(bad.clone()), Err(OcrError::Model(_))), "{bad}");
     }
@@ -168,24 +176,27 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
     assert_eq!(golden["input_width"].as_u64(), Some(w as u64));
     let row = golden["row"].as_u64().expect("row") as usize;
     // "images": the `fit` resize; "images_fill_height": the same files under
-    // `fill-height`, "images_fill_height_capped" with its `max_squeeze`, all with
+    // `fill-height`, "images_fill_height_capped" with its `max_squeeze`,
+    // "images_ink_columns" under `fit` after the crop `ink-columns`, all with
     // the model's geometry. Every mode is pinned, and the model's own
     // preprocessing is the one its model.json names.
     let capped = golden["capped_max_squeeze"].as_f64().expect("capped_max_squeeze");
-    let input = |resize, max_squeeze| InputSpec {
+    let input = |crop, resize, max_squeeze| InputSpec {
         height: spec.input_height,
         width: spec.input_width,
         mean: spec.mean,
         std: spec.std,
+        crop,
         resize,
         max_squeeze,
     };
-    for (key, resize, max_squeeze) in [
-        ("images", Resize::Fit, None),
-        ("images_fill_height", Resize::FillHeight, None),
-        ("images_fill_height_capped", Resize::FillHeight, Some(capped)),
+    for (key, crop, resize, max_squeeze) in [
+        ("images", Crop::None, Resize::Fit, None),
+        ("images_fill_height", Crop::None, Resize::FillHeight, None),
+        ("images_fill_height_capped", Crop::None, Resize::FillHeight, Some(capped)),
+        ("images_ink_columns", Crop::InkColumns, Resize::Fit, None),
     ] {
-        let run = |b: &[u8]| preprocess::preprocess(b, &input(resize, max_squeeze), &ImageLimits::default());
+        let run = |b: &[u8]| preprocess::preprocess(b, &input(crop, resize, max_squeeze), &ImageLimits::default());
         let images = golden[key].as_array().expect(key);
         assert!(!images.is_empty());
         let mut worst_value = 0f64;
@@ -194,7 +205,7 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
             let file = image["file"].as_str().expect("file");
             let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
             let x = run(&bytes).expect(file);
-            if (resize, max_squeeze) == (spec.resize, spec.max_squeeze) {
+            if (crop, resize, max_squeeze) == (spec.crop, spec.resize, spec.max_squeeze) {
                 assert_eq!(ocr().preprocess(&bytes).expect(file), x, "{file}: the model's own preprocessing");
             }
             assert_eq!(x.len(), h * w);
@@ -220,6 +231,31 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
             images.len()
         );
     }
+}
+
+#[test]
+fn ink_columns_match_the_trainers_on_validation_images() {
+    // The crop `ink-columns` keeps the same columns as `preprocess.py::ink_columns`
+    // on the first 25 images of every style (`make_golden.py` writes them).
+    let path = Path::new(OCR_DIR).join("model").join("preprocess_golden.json");
+    let text = std::fs::read_to_string(&path).expect("model/preprocess_golden.json");
+    let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
+    let entries = golden["ink_columns"].as_array().expect("ink_columns");
+    assert!(entries.len() >= 150, "{} entries", entries.len());
+    let mut cropped = 0;
+    for e in entries {
+        let file = e["file"].as_str().expect("file");
+        let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
+        let gray = preprocess::decode_gray(&bytes, &ImageLimits::default()).expect(file);
+        let want = (e["left"].as_u64().expect("left") as usize, e["right"].as_u64().expect("right") as usize);
+        assert_eq!(e["width"].as_u64(), Some(u64::from(gray.width())), "{file}");
+        assert_eq!(Crop::InkColumns.columns(&gray), want, "{file}");
+        if want != (0, gray.width() as usize) {
+            cropped += 1;
+        }
+    }
+    // the sample holds images the crop changes and images it keeps whole
+    assert!(cropped > 20 && cropped < entries.len() - 20, "{cropped} of {} cropped", entries.len());
 }
 
 /// The first image of a style whose answer under `base` is accepted by `pick`.

@@ -99,7 +99,8 @@ def main():
             t0 = time.perf_counter()
             img = Image.open(os.path.join(a.val_dir, s, name))
             img.load()
-            x = preprocess(img, H, W, cfg["mean"], cfg["std"], cfg.get("resize", "fit"), cfg.get("max_squeeze"))[None, None]
+            x = preprocess(img, H, W, cfg["mean"], cfg["std"], cfg.get("resize", "fit"), cfg.get("max_squeeze"),
+                           cfg.get("crop", "none"))[None, None]
             t1 = time.perf_counter()
             lp = sess.run(None, {iname: x})[0][0]
             t2 = time.perf_counter()

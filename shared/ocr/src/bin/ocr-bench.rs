@@ -495,10 +495,11 @@ fn main() -> Result<()> {
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "ocr-bench: model {} ({}x{}, resize {}, max squeeze {}, T={}), loaded in {load_ms:.0} ms; {} images",
+        "ocr-bench: model {} ({}x{}, crop {}, resize {}, max squeeze {}, T={}), loaded in {load_ms:.0} ms; {} images",
         ocr.spec().version,
         ocr.spec().input_height,
         ocr.spec().input_width,
+        json!(ocr.spec().crop),
         json!(ocr.spec().resize),
         json!(ocr.spec().max_squeeze),
         ocr.steps(),
@@ -546,6 +547,7 @@ fn main() -> Result<()> {
             "tract-onnx": locked_version("tract-onnx"),
             "image": locked_version("image"),
             "model": ocr.spec().version,
+            "model_crop": ocr.spec().crop,
             "model_resize": ocr.spec().resize,
             "model_max_squeeze": ocr.spec().max_squeeze,
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
