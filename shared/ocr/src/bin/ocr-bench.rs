@@ -136,8 +136,12 @@ fn matches(pattern: &[Vec<char>], text: &str) -> bool {
     text.chars().count() == pattern.len() && text.chars().zip(pattern).all(|(c, options)| options.contains(&c))
 }
 
+/// Per image file: the characters each position may be read as, and the
+/// image's bound.
+type Ambiguity = std::collections::HashMap<String, (Vec<Vec<char>>, f64)>;
+
 /// `<style>/ambiguity.tsv` (`file<TAB>pattern<TAB>bound`), if present.
-fn load_ambiguity(dir: &Path) -> Result<std::collections::HashMap<String, (Vec<Vec<char>>, f64)>> {
+fn load_ambiguity(dir: &Path) -> Result<Ambiguity> {
     let path = dir.join("ambiguity.tsv");
     let mut map = std::collections::HashMap::new();
     if !path.is_file() {
