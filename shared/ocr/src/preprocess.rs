@@ -355,7 +355,8 @@ pub struct Region<'a> {
 /// interleaved region at once, without copying the channels out first: the
 /// planes `[CH, nh, nw]`, byte for byte what Pillow gives each channel's plane
 /// alone. The coefficients are computed once for all channels. The region must lie inside `data`
-/// (the cell reader's come from [`crate::cells::split`]), or this panics.
+/// (the cell reader's come from [`crate::cells::split`], the crop's from
+/// [`ink_columns`], both inside by construction), or this panics.
 pub fn resize_bilinear_planes<const CH: usize>(region: Region<'_>, nw: usize, nh: usize) -> Vec<u8> {
     let Region { data, stride, left, top, w, h } = region;
     let row_of = |y: usize| &data[(top + y) * stride + left * CH..(top + y) * stride + (left + w) * CH];
