@@ -165,11 +165,16 @@ fn reads_at_or_above(ocr: &Ocr, floors: &[(&str, f64)]) {
     }
 }
 
+/// `model/preprocess_golden.json`, the trainer's numbers (`training/make_golden.py`).
+fn golden() -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(OCR_DIR).join("model").join("preprocess_golden.json"))
+        .expect("model/preprocess_golden.json");
+    serde_json::from_str(&text).expect("golden JSON")
+}
+
 #[test]
 fn preprocessing_matches_the_trainers_golden_numbers() {
-    let path = Path::new(OCR_DIR).join("model").join("preprocess_golden.json");
-    let text = std::fs::read_to_string(&path).expect("model/preprocess_golden.json");
-    let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
+    let golden = golden();
     let spec = ocr().spec();
     let (h, w) = (spec.input_height as usize, spec.input_width as usize);
     assert_eq!(golden["input_height"].as_u64(), Some(h as u64));
@@ -237,9 +242,7 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
 fn ink_columns_match_the_trainers_on_validation_images() {
     // The crop `ink-columns` keeps the same columns as `preprocess.py::ink_columns`
     // on the first 25 images of every style (`make_golden.py` writes them).
-    let path = Path::new(OCR_DIR).join("model").join("preprocess_golden.json");
-    let text = std::fs::read_to_string(&path).expect("model/preprocess_golden.json");
-    let golden: serde_json::Value = serde_json::from_str(&text).expect("golden JSON");
+    let golden = golden();
     let entries = golden["ink_columns"].as_array().expect("ink_columns");
     assert!(entries.len() >= 150, "{} entries", entries.len());
     let mut cropped = 0;

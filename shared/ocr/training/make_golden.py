@@ -27,7 +27,8 @@ FILES = [
     "validation/multicolor/0008.png",        # 256x144 RGBA (opaque black margins)
     "validation/pillow/0007.gif",            # 255x52 palette GIF
     "model/golden_alpha.png",                # 120x40 RGBA with real transparency (alpha -> white)
-    "validation/captcha-fonts/0076.png",     # 300x62, its text in the left half (crop "ink-columns")
+    "validation/captcha-fonts/0076.png",     # 300x62, text in the left half that "ink-columns" keeps whole
+                                             # (overlapping noise dots pass its column bar; MODEL.md attempt 17)
 ]
 # "ink_columns": the columns crop "ink-columns" keeps, for the first INK_PER_STYLE
 # images of every style
