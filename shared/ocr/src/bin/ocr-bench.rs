@@ -1,7 +1,7 @@
 //! Accuracy, latency and throughput of the OCR engine, next to ddddocr.
 //!
 //! ```text
-//! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N]
+//! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N] [--offset N]
 //!     [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor]
 //!     [--throughput-secs S] [--cost-pass]
 //! ```
@@ -50,6 +50,8 @@ const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
 struct Args {
     json: bool,
     limit: usize,
+    /// `--offset N`: skip the first N images of each style (then `--limit`).
+    offset: usize,
     val_dir: PathBuf,
     model: Option<PathBuf>,
     /// A cell model to attach instead of the embedded one (`model-cells/`).
@@ -65,6 +67,7 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         json: false,
         limit: 0,
+        offset: 0,
         val_dir: Path::new(OCR_DIR).join("validation"),
         model: None,
         cells: None,
@@ -81,6 +84,7 @@ fn parse_args() -> Result<Args> {
             "--no-anchor" => args.anchor = false,
             "--cost-pass" => args.cost_pass = true,
             "--limit" => args.limit = value()?.parse().context("--limit")?,
+            "--offset" => args.offset = value()?.parse().context("--offset")?,
             "--val-dir" => args.val_dir = value()?.into(),
             "--model" => args.model = Some(value()?.into()),
             "--cells" => args.cells = Some(value()?.into()),
@@ -88,7 +92,7 @@ fn parse_args() -> Result<Args> {
             "--throughput-secs" => args.throughput_secs = value()?.parse().context("--throughput-secs")?,
             "-h" | "--help" => {
                 println!(
-                    "ocr-bench [--json] [--limit N] [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor] [--throughput-secs S] [--cost-pass]"
+                    "ocr-bench [--json] [--limit N] [--offset N] [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor] [--throughput-secs S] [--cost-pass]"
                 );
                 std::process::exit(0);
             }
@@ -158,7 +162,7 @@ fn load_ambiguity(dir: &Path) -> Result<Ambiguity> {
     Ok(map)
 }
 
-fn load_samples(dir: &Path, limit: usize) -> Result<Vec<Sample>> {
+fn load_samples(dir: &Path, offset: usize, limit: usize) -> Result<Vec<Sample>> {
     let mut styles: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -171,7 +175,7 @@ fn load_samples(dir: &Path, limit: usize) -> Result<Vec<Sample>> {
         let labels = std::fs::read_to_string(dir.join(&style).join("labels.tsv"))?;
         let mut same = load_ambiguity(&dir.join(&style))?;
         let rows = labels.lines().filter(|l| !l.is_empty());
-        for line in rows.take(if limit == 0 { usize::MAX } else { limit }) {
+        for line in rows.skip(offset).take(if limit == 0 { usize::MAX } else { limit }) {
             let (name, label) =
                 line.split_once('\t').with_context(|| format!("{style}/labels.tsv: no tab in {line:?}"))?;
             let bytes = std::fs::read(dir.join(&style).join(name)).with_context(|| format!("{style}/{name}"))?;
@@ -479,6 +483,9 @@ fn ratio(k: usize, n: usize) -> f64 {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.offset > 0 && args.anchor && !args.cost_pass {
+        bail!("--offset needs --no-anchor: the ddddocr anchor reads the first images of each style");
+    }
     let t0 = Instant::now();
     let ocr = match &args.model {
         Some(dir) => Ocr::from_files(dir.join("captcha.onnx"), dir.join("model.json"))?,
@@ -493,7 +500,7 @@ fn main() -> Result<()> {
         (None, false) => ocr,
     };
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let samples = load_samples(&args.val_dir, args.limit)?;
+    let samples = load_samples(&args.val_dir, args.offset, args.limit)?;
     if args.cost_pass {
         return cost_pass(&ocr, &samples);
     }
