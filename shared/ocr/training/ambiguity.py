@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from make_validation import SEED  # noqa: E402
-from preprocess import preprocess_u8  # noqa: E402
+from preprocess import InputSpec, preprocess_u8  # noqa: E402
 
 LOOKALIKES = ["0Oo", "1lI", "5Ss", "2Zz", "8B", "9gq", "6b"]
 DIGITS = "0123456789"
@@ -102,7 +102,8 @@ def render(style: str, index: int, swap: tuple[int, str] | None, same_box: bool 
     finally:
         gen.rand_text = orig
         gen.capimg.ImageCaptcha._draw_character = orig_draw
-    return preprocess_u8(img).astype(np.int16), text
+    # the committed bounds were measured in the "fit" input without the crop (attempt 3)
+    return preprocess_u8(img, InputSpec()).astype(np.int16), text
 
 
 def sample_bound(style: str, index: int, threshold: int, same_box: bool = False):
@@ -159,6 +160,7 @@ def main():
         from evaluate import VAL_DIR, ctc_greedy, read_labels
         from preprocess import load_config, preprocess
         cfg = load_config(a.model_dir)
+        spec = InputSpec.from_config(cfg)  # the model's own crop and resize
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         sess = ort.InferenceSession(os.path.join(a.model_dir, "captcha.onnx"), so, providers=["CPUExecutionProvider"])
@@ -169,7 +171,7 @@ def main():
             if style not in labels:
                 labels[style] = read_labels(os.path.join(VAL_DIR, style))
             name, label = labels[style][i]
-            x = preprocess(Image.open(os.path.join(VAL_DIR, style, name)), cfg["input_height"], cfg["input_width"])
+            x = preprocess(Image.open(os.path.join(VAL_DIR, style, name)), spec)
             return label, ctc_greedy(sess.run(None, {"input": x[None, None]})[0][0], cfg["charset"])
     for style in a.styles.split(","):
         ex, ci, amb, got, got_amb, rows = [], [], 0, 0, 0, []

@@ -21,7 +21,7 @@ from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from preprocess import load_config, preprocess  # noqa: E402
+from preprocess import InputSpec, load_config, preprocess  # noqa: E402
 
 VAL_DIR = os.path.normpath(os.path.join(HERE, "..", "validation"))
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
@@ -81,6 +81,7 @@ def main():
     a = ap.parse_args()
     cfg = load_config(a.model_dir)
     H, W, cs = cfg["input_height"], cfg["input_width"], cfg["charset"]
+    spec = InputSpec.from_config(cfg)
     bins = aspect_bins(W, H)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -99,8 +100,7 @@ def main():
             t0 = time.perf_counter()
             img = Image.open(os.path.join(a.val_dir, s, name))
             img.load()
-            x = preprocess(img, H, W, cfg["mean"], cfg["std"], cfg.get("resize", "fit"), cfg.get("max_squeeze"),
-                           cfg.get("crop", "none"))[None, None]
+            x = preprocess(img, spec)[None, None]
             t1 = time.perf_counter()
             lp = sess.run(None, {iname: x})[0][0]
             t2 = time.perf_counter()

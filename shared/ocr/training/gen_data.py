@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
-from preprocess import CROP_MODES, INPUT_H, INPUT_W, RESIZE_MODES, preprocess_u8  # noqa: E402
+from preprocess import CROP_MODES, INPUT_H, INPUT_W, RESIZE_MODES, InputSpec, preprocess_u8  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -42,25 +42,25 @@ RESIZE_SUFFIX = {"fit": "", "fill-height": "-fill"}
 CROP_SUFFIX = {"none": "", "ink-columns": "-ink"}
 
 
-def shard_dir(h, w, resize="fit", max_squeeze=None, crop="none"):
-    cap = f"{max_squeeze:g}" if resize != "fit" and max_squeeze is not None else ""
-    return os.path.join(DATA, f"{h}x{w}{SUFFIX}{CROP_SUFFIX[crop]}{RESIZE_SUFFIX[resize]}{cap}")
+def shard_dir(spec: InputSpec) -> str:
+    cap = f"{spec.max_squeeze:g}" if spec.resize != "fit" and spec.max_squeeze is not None else ""
+    return os.path.join(DATA, f"{spec.h}x{spec.w}{SUFFIX}{CROP_SUFFIX[spec.crop]}{RESIZE_SUFFIX[spec.resize]}{cap}")
 
 
-def shard_path(style, k, h, w, resize="fit", max_squeeze=None, crop="none"):
-    return os.path.join(shard_dir(h, w, resize, max_squeeze, crop), f"{style}_{k:04d}.npz")
+def shard_path(style, k, spec: InputSpec) -> str:
+    return os.path.join(shard_dir(spec), f"{style}_{k:04d}.npz")
 
 
 def make_shard(args):
-    style, k, seed, h, w, resize, max_squeeze, crop = args
-    path = shard_path(style, k, h, w, resize, max_squeeze, crop)
+    style, k, seed, spec = args
+    path = shard_path(style, k, spec)
     if os.path.exists(path):
         return path
-    xs = np.zeros((SHARD, h, w), np.uint8)
+    xs = np.zeros((SHARD, spec.h, spec.w), np.uint8)
     labels = []
     for j in range(SHARD):
         img, text = gen.make_sample(style, seed, k * SHARD + j)
-        xs[j] = preprocess_u8(img, h, w, resize, max_squeeze, crop)
+        xs[j] = preprocess_u8(img, spec)
         labels.append(text)
     tmp = path + ".tmp.npz"
     np.savez(tmp, x=xs, y=np.array(labels))
@@ -72,7 +72,7 @@ def nshards(per_style, style):
     return max(1, int(round(per_style * MIX[style] / SHARD)))
 
 
-def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max_squeeze=None, crop="none"):
+def jobs(per_style, seed, spec: InputSpec, styles=None, from_per_style=0):
     out = []
     first = {s: nshards(from_per_style, s) if from_per_style else 0 for s in gen.STYLES if not styles or s in styles}
     last = {s: nshards(per_style, s) for s in first}
@@ -80,15 +80,14 @@ def jobs(per_style, seed, h, w, styles=None, from_per_style=0, resize="fit", max
     for k in range(max(last.values())):
         for s in first:
             if first[s] <= k < last[s]:
-                out.append((s, k, seed, h, w, resize, max_squeeze, crop))
+                out.append((s, k, seed, spec))
     return out
 
 
-def generate(per_style, workers=2, seed=TRAIN_SEED, h=INPUT_H, w=INPUT_W, styles=None, from_per_style=0,
-             resize="fit", max_squeeze=None, crop="none"):
-    os.makedirs(shard_dir(h, w, resize, max_squeeze, crop), exist_ok=True)
-    todo = [j for j in jobs(per_style, seed, h, w, styles, from_per_style, resize, max_squeeze, crop)
-            if not os.path.exists(shard_path(j[0], j[1], h, w, resize, max_squeeze, crop))]
+def generate(per_style, workers=2, seed=TRAIN_SEED, spec: InputSpec = InputSpec(), styles=None, from_per_style=0):
+    os.makedirs(shard_dir(spec), exist_ok=True)
+    todo = [j for j in jobs(per_style, seed, spec, styles, from_per_style)
+            if not os.path.exists(shard_path(j[0], j[1], spec))]
     print(f"generating {len(todo)} shards of {SHARD}", flush=True)
     t0 = time.time()
     if workers <= 1:
@@ -116,5 +115,5 @@ if __name__ == "__main__":
                     help="fill-height: squeeze a wide image by at most this much (default: no cap)")
     ap.add_argument("--crop", default="none", choices=CROP_MODES, help="the contract's crop step (preprocess.py)")
     a = ap.parse_args()
-    generate(a.per_style, a.workers, a.seed, a.height, a.width, [s for s in a.styles.split(",") if s] or None,
-             a.from_per_style, a.resize, a.max_squeeze, a.crop)
+    spec = InputSpec(a.height, a.width, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop)
+    generate(a.per_style, a.workers, a.seed, spec, [s for s in a.styles.split(",") if s] or None, a.from_per_style)

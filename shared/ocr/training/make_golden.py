@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from preprocess import ink_columns, load_config, preprocess, preprocess_u8, round_half_up, scales, to_gray  # noqa: E402
+from preprocess import InputSpec, ink_columns, load_config, preprocess, preprocess_u8, round_half_up, scales, to_gray  # noqa: E402
 
 OCR = os.path.normpath(os.path.join(HERE, ".."))
 FILES = [
@@ -64,7 +64,8 @@ def main():
     for key, resize, cap, crop in (("images", "fit", None, "none"), ("images_fill_height", "fill-height", None, "none"),
                                    ("images_fill_height_capped", "fill-height", CAPPED, "none"),
                                    ("images_ink_columns", "fit", None, "ink-columns")):
-        out[key] = [entry(rel, H, W, cfg, resize, cap, crop) for rel in FILES]
+        spec = InputSpec(H, W, cfg["mean"], cfg["std"], resize, cap, crop)
+        out[key] = [entry(rel, spec) for rel in FILES]
     out["ink_columns"] = []
     val = os.path.join(OCR, "validation")
     for style in sorted(d for d in os.listdir(val) if os.path.exists(os.path.join(val, d, "labels.tsv"))):
@@ -81,18 +82,19 @@ def main():
     print("wrote model/preprocess_golden.json")
 
 
-def entry(rel, H, W, cfg, resize, cap, crop="none"):
+def entry(rel, spec: InputSpec):
+    H, W = spec.h, spec.w
     img = Image.open(os.path.join(OCR, rel))
     img.load()
     g = to_gray(img)
-    if crop == "ink-columns":
+    if spec.crop == "ink-columns":
         left, right = ink_columns(g)
         g = g[:, left:right]
     ih, iw = g.shape
-    sh, sw = scales(ih, iw, H, W, resize, cap)
+    sh, sw = scales(ih, iw, H, W, spec.resize, spec.max_squeeze)
     nh, nw = min(H, max(1, round_half_up(ih * sh))), min(W, max(1, round_half_up(iw * sw)))
-    x = preprocess(img, H, W, cfg["mean"], cfg["std"], resize, cap, crop)
-    u8 = preprocess_u8(img, H, W, resize, cap, crop).astype(int)
+    x = preprocess(img, spec)
+    u8 = preprocess_u8(img, spec).astype(int)
     return {
         "file": rel, "mode": img.mode, "width": iw, "height": ih, "resized_width": nw, "resized_height": nh,
         "pad": int(u8[0, -1]) if nw < W else (int(u8[0, 0]) if nh < H else None),

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -130,17 +131,56 @@ def scales(ih: int, iw: int, h: int, w: int, resize: str = "fit",
     raise ValueError(f"resize must be one of {RESIZE_MODES}: {resize!r}")
 
 
-def preprocess_u8(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W, resize: str = "fit",
-                  max_squeeze: float | None = None, crop: str = "none") -> np.ndarray:
+@dataclass(frozen=True)
+class InputSpec:
+    """Steps 2b-5's settings, as model.json gives them (the Rust crate's `InputSpec`):
+    the canvas, the normalisation, the resize (with its optional squeeze cap) and the
+    crop. The defaults are the shipped graph's canvas with "fit" and no crop, the
+    meaning of a model.json without those keys."""
+    h: int = INPUT_H
+    w: int = INPUT_W
+    mean: float = MEAN
+    std: float = STD
+    resize: str = "fit"
+    max_squeeze: float | None = None
+    crop: str = "none"
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}: {self.resize!r}")
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}: {self.crop!r}")
+        scales(self.h, self.w, self.h, self.w, self.resize, self.max_squeeze)  # checks max_squeeze
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "InputSpec":
+        """From a model.json (load_config)."""
+        return cls(cfg["input_height"], cfg["input_width"], cfg["mean"], cfg["std"], cfg.get("resize", "fit"),
+                   cfg.get("max_squeeze"), cfg.get("crop", "none"))
+
+    def config(self) -> dict:
+        """The model.json keys of this spec. "resize", "max_squeeze" and "crop" are
+        written only when they differ from their defaults, so a model that does not
+        use them keeps a model.json older readers understand."""
+        cfg = {"input_height": self.h, "input_width": self.w, "mean": self.mean, "std": self.std}
+        if self.resize != "fit":
+            cfg["resize"] = self.resize
+            if self.max_squeeze is not None:
+                cfg["max_squeeze"] = self.max_squeeze
+        if self.crop != "none":
+            cfg["crop"] = self.crop
+        return cfg
+
+
+def preprocess_u8(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
     """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
+    h, w = spec.h, spec.w
     gray = to_gray(img)
-    if crop == "ink-columns":
+    if spec.crop == "ink-columns":
         left, right = ink_columns(gray)
         gray = np.ascontiguousarray(gray[:, left:right])
-    elif crop != "none":
-        raise ValueError(f"crop must be one of {CROP_MODES}: {crop!r}")
     ih, iw = gray.shape
-    sh, sw = scales(ih, iw, h, w, resize, max_squeeze)
+    sh, sw = scales(ih, iw, h, w, spec.resize, spec.max_squeeze)
     nh = max(1, round_half_up(ih * sh))
     nw = max(1, round_half_up(iw * sw))
     nh = min(nh, h)
@@ -159,8 +199,6 @@ def normalize(u8: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarra
     return ((u8.astype(np.float32) / np.float32(255.0)) - np.float32(mean)) / np.float32(std)
 
 
-def preprocess(img: Image.Image, h: int = INPUT_H, w: int = INPUT_W,
-               mean: float = MEAN, std: float = STD, resize: str = "fit",
-               max_squeeze: float | None = None, crop: str = "none") -> np.ndarray:
+def preprocess(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
     """The contract: PIL image -> float32 [h, w]."""
-    return normalize(preprocess_u8(img, h, w, resize, max_squeeze, crop), mean, std)
+    return normalize(preprocess_u8(img, spec), spec.mean, spec.std)

@@ -28,7 +28,7 @@ sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from gen_data import generate, shard_dir  # noqa: E402
 from model import CtcConvNet, export_checked, identity_init_  # noqa: E402
-from preprocess import CHARSET, CROP_MODES, INPUT_H, INPUT_W, MEAN, STD, RESIZE_MODES, preprocess_u8  # noqa: E402
+from preprocess import CHARSET, CROP_MODES, MEAN, STD, RESIZE_MODES, InputSpec, preprocess_u8  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
 RUNS = os.path.join(HERE, "runs")
@@ -50,8 +50,8 @@ def greedy_decode(logp: np.ndarray) -> str:
     return "".join(out)
 
 
-def load_shards(h, w, resize="fit", max_squeeze=None, crop="none"):
-    files = sorted(glob.glob(os.path.join(shard_dir(h, w, resize, max_squeeze, crop), "*.npz")))
+def load_shards(spec: InputSpec):
+    files = sorted(glob.glob(os.path.join(shard_dir(spec), "*.npz")))
     files = [f for f in files if not f.endswith(".tmp.npz")]
     xs, ys, styles = [], [], []
     for f in files:
@@ -84,12 +84,12 @@ def sample_order(styles, weights: str):
     return np.random.choice(n, size=n, replace=True, p=p / p.sum())
 
 
-def make_val(h, w, resize="fit", max_squeeze=None, crop="none", n_per_style=150):
+def make_val(spec: InputSpec, n_per_style=150):
     xs, ys, ss = [], [], []
     for s in gen.STYLES:
         for i in range(n_per_style):
             img, t = gen.make_sample(s, VAL_SEED, i)
-            xs.append(preprocess_u8(img, h, w, resize, max_squeeze, crop))
+            xs.append(preprocess_u8(img, spec))
             ys.append(t)
             ss.append(s)
     return np.stack(xs), ys, ss
@@ -142,19 +142,16 @@ def report(what: str, res: dict) -> float:
     return score
 
 
-def export(model, h, w, out_dir, version, resize="fit", max_squeeze=None, crop="none"):
+def export(model, spec: InputSpec, out_dir, version):
+    h, w = spec.h, spec.w
     m = CtcConvNet(1 + len(CHARSET), h, w, model.width, model.ctx, model.seq2_dilation, model.tsplit, model.gctx, model.rnn_hidden,
                     model.dropped)
     m.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, h, w)
-    cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": MEAN, "std": STD,
-           "version": version}
-    if resize != "fit":  # absent means "fit", so every earlier model.json keeps its meaning
-        cfg["resize"] = resize
-        if max_squeeze is not None:
-            cfg["max_squeeze"] = max_squeeze
-    if crop != "none":  # absent means "none", as for every model before attempt 17
-        cfg["crop"] = crop
+    # resize / max_squeeze / crop only when they are not the defaults (InputSpec.config)
+    extra = {k: v for k, v in spec.config().items() if k in ("resize", "max_squeeze", "crop")}
+    cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": spec.mean, "std": spec.std,
+           "version": version, **extra}
     export_checked(m, x, out_dir, "captcha.onnx", cfg)
 
 
@@ -207,9 +204,10 @@ def main():
     torch.manual_seed(a.seed)
     random.seed(a.seed)
     np.random.seed(a.seed)
-    h, w = INPUT_H, INPUT_W
+    spec = InputSpec(mean=MEAN, std=STD, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop)
+    h, w = spec.h, spec.w
     if not a.no_gen and not a.export_only:
-        generate(a.per_style, a.gen_workers, h=h, w=w, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop)
+        generate(a.per_style, a.gen_workers, spec=spec)
 
     runs = a.run_dir
     os.makedirs(runs, exist_ok=True)
@@ -239,8 +237,7 @@ def main():
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
-        export(model, h, w, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()), a.resize,
-               a.max_squeeze, a.crop)
+        export(model, spec, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
         return
     model.freeze_bn = a.freeze_bn
     model.train()
@@ -250,11 +247,11 @@ def main():
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     T = w // 4
 
-    vx, vy, vs = make_val(h, w, a.resize, a.max_squeeze, a.crop)
-    x, y, styles = load_shards(h, w, a.resize, a.max_squeeze, a.crop)
+    vx, vy, vs = make_val(spec)
+    x, y, styles = load_shards(spec)
     while x is None or len(set(styles)) < len(gen.STYLES):  # a background gen_data.py is still starting
         time.sleep(10)
-        x, y, styles = load_shards(h, w, a.resize, a.max_squeeze, a.crop)
+        x, y, styles = load_shards(spec)
     print(f"train samples {len(y)}", flush=True)
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
@@ -275,7 +272,7 @@ def main():
     while not done:
         epoch += 1
         if epoch > 1:
-            nx, ny, ns = load_shards(h, w, a.resize, a.max_squeeze, a.crop)
+            nx, ny, ns = load_shards(spec)
             if nx is not None and len(ny) > len(y):
                 x, y, styles = nx, ny, ns
                 print(f"epoch {epoch}: train samples {len(y)}", flush=True)
@@ -322,7 +319,7 @@ def main():
         torch.save(model.state_dict(), ckpt)
     model.load_state_dict(torch.load(ckpt, map_location="cpu"))
     version = a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime())
-    export(model, h, w, a.out, version, a.resize, a.max_squeeze, a.crop)
+    export(model, spec, a.out, version)
     with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
