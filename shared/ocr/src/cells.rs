@@ -156,10 +156,12 @@ impl CellReader {
 
     /// Reads an image as a strip of glyph cells: its cells' distributions as
     /// a CTC matrix over the charset `map` was made for, or `None` when the
-    /// image is not a strip or at least half its cells are "not a glyph"
-    /// (one misjudged cell does not send a strip to the main model, which
-    /// cannot read it; a non-strip has nearly every cell judged so). A cell
-    /// judged "not a glyph" in a strip still gets its most likely glyph.
+    /// image is not a strip, its first cell is "not a glyph", or at least
+    /// half its cells are (one misjudged later cell does not send a strip to
+    /// the main model, which cannot read it; a non-strip has nearly every
+    /// cell judged so, and leaving at the first one spares it the rest,
+    /// attempt 18). A later cell judged "not a glyph" in a strip still gets
+    /// its most likely glyph.
     pub fn read(&self, rgb: &RgbImage, map: &CellMap) -> Result<Option<LogProbs>, OcrError> {
         let Some(strip) = split(rgb, &self.spec) else { return Ok(None) };
         let classes = map.classes;
@@ -174,7 +176,9 @@ impl CellReader {
             let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k);
             if best == Some(self.spec.not_a_glyph as usize) {
                 not_glyphs += 1;
-                if 2 * not_glyphs >= strip.columns.len() {
+                // The first cell of a strip is a glyph; an image whose first
+                // cell is not one only looks like a strip (attempt 18).
+                if cell == 0 || 2 * not_glyphs >= strip.columns.len() {
                     return Ok(None);
                 }
             }

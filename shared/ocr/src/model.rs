@@ -246,7 +246,8 @@ impl Ocr {
 
     /// The cell reader's output for an image, as a CTC matrix; `None` when
     /// no cell model is loaded, the answer is a phrase (no cell holds a
-    /// space), the image is not a strip, or half its cells are not glyphs.
+    /// space), the image is not a strip, its first cell or half its cells
+    /// are not glyphs.
     pub fn infer_cells(&self, rgb: &RgbImage, constraints: &Constraints) -> Result<Option<LogProbs>, OcrError> {
         match &self.cells {
             Some((cells, map)) if !constraints.phrase => cells.read(rgb, map),

@@ -191,3 +191,29 @@ fn a_cell_model_with_characters_the_main_model_lacks_is_refused() {
         .expect_err("refused");
     assert!(err.to_string().contains("main charset"), "{err}");
 }
+
+#[test]
+fn a_strip_whose_first_cell_is_no_glyph_goes_to_the_main_model() {
+    // GIVEN a 4-cell multicolor strip, read as cells as it is
+    let strip = rgb("validation/multicolor/0003.png");
+    assert!(ocr().infer_cells(&strip, &natural()).expect("runs").is_some());
+    let cells = split(&strip, cells().spec()).expect("a strip");
+    let blank = |cell: usize| {
+        let mut img = strip.clone();
+        let (x0, x1) = cells.columns[cell];
+        let (x0, x1) = (u32::try_from(x0).expect("small"), u32::try_from(x1).expect("small"));
+        let fill = *img.get_pixel(x0, u32::try_from(cells.top).expect("small"));
+        for y in 0..img.height() {
+            for x in x0..x1 {
+                img.put_pixel(x, y, fill);
+            }
+        }
+        img
+    };
+    // WHEN its first cell is one flat colour THEN the reader leaves at once
+    // (one blank cell of four is under the "half its cells" bar: only the
+    // first-cell exit sends it to the main model)
+    assert!(ocr().infer_cells(&blank(0), &natural()).expect("runs").is_none());
+    // AND a flat last cell does not: a later misjudged cell keeps the strip
+    assert!(ocr().infer_cells(&blank(3), &natural()).expect("runs").is_some());
+}
