@@ -1,8 +1,9 @@
 //! The glyph-cell reader (`model-cells/`, embedded beside the main model):
 //! the embedded engine carries it, the cut matches the trainer's golden
-//! numbers, strips go to it and other images do not, it reads multicolor at
-//! or above its floor, and the client's constraints act on its output as on
-//! the main model's.
+//! numbers, strips go to it and other images do not, a strip whose first
+//! cell is no glyph leaves it at once, it reads multicolor at or above its
+//! floor, and the client's constraints act on its output as on the main
+//! model's.
 
 use std::path::Path;
 use std::sync::OnceLock;
