@@ -707,9 +707,19 @@ mod tests {
     #[test]
     fn the_committed_ambiguity_files_match_their_labels() {
         let dir = Path::new(OCR_DIR).join("validation");
-        let samples = load_samples(&dir, 0).unwrap();
+        let samples = load_samples(&dir, 0, 0).unwrap();
         let with = samples.iter().filter(|s| s.same.is_some()).count();
         assert!(with >= 1500, "{with} images with an ambiguity row");
         assert!(samples.iter().filter(|s| s.style == "calc").all(|s| s.same.is_none()));
+    }
+
+    #[test]
+    fn offset_skips_the_first_images_of_each_style() {
+        let dir = Path::new(OCR_DIR).join("validation");
+        let all = load_samples(&dir, 0, 3).unwrap();
+        let later = load_samples(&dir, 1, 2).unwrap();
+        assert_eq!(later.len(), 2 * all.len() / 3);
+        let tail: Vec<&str> = all.chunks(3).flat_map(|c| &c[1..]).map(|s| s.label.as_str()).collect();
+        assert_eq!(later.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), tail);
     }
 }
