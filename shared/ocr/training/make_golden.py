@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from preprocess import InputSpec, ink_columns, load_config, preprocess, preprocess_u8, round_half_up, scales, to_gray  # noqa: E402
+from preprocess import InputSpec, cropped_and_size, ink_columns, load_config, preprocess, preprocess_u8, to_gray  # noqa: E402
 
 OCR = os.path.normpath(os.path.join(HERE, ".."))
 FILES = [
@@ -86,13 +86,8 @@ def entry(rel, spec: InputSpec):
     H, W = spec.h, spec.w
     img = Image.open(os.path.join(OCR, rel))
     img.load()
-    g = to_gray(img)
-    if spec.crop == "ink-columns":
-        left, right = ink_columns(g)
-        g = g[:, left:right]
+    g, nh, nw = cropped_and_size(to_gray(img), spec)
     ih, iw = g.shape
-    sh, sw = scales(ih, iw, H, W, spec.resize, spec.max_squeeze)
-    nh, nw = min(H, max(1, round_half_up(ih * sh))), min(W, max(1, round_half_up(iw * sw)))
     x = preprocess(img, spec)
     u8 = preprocess_u8(img, spec).astype(int)
     return {

@@ -158,11 +158,11 @@ class InputSpec:
         return cls(cfg["input_height"], cfg["input_width"], cfg["mean"], cfg["std"], cfg.get("resize", "fit"),
                    cfg.get("max_squeeze"), cfg.get("crop", "none"))
 
-    def config(self) -> dict:
-        """The model.json keys of this spec. "resize", "max_squeeze" and "crop" are
-        written only when they differ from their defaults, so a model that does not
-        use them keeps a model.json older readers understand."""
-        cfg = {"input_height": self.h, "input_width": self.w, "mean": self.mean, "std": self.std}
+    def optional_keys(self) -> dict:
+        """model.json's "resize", "max_squeeze" and "crop" for this spec, each only
+        when it differs from its default, so a model that does not use them keeps a
+        model.json older readers understand."""
+        cfg = {}
         if self.resize != "fit":
             cfg["resize"] = self.resize
             if self.max_squeeze is not None:
@@ -172,19 +172,22 @@ class InputSpec:
         return cfg
 
 
-def preprocess_u8(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
-    """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
-    h, w = spec.h, spec.w
-    gray = to_gray(img)
+def cropped_and_size(gray: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, int, int]:
+    """Steps 2b and 3's size: the cropped gray image and its resized (height, width)."""
     if spec.crop == "ink-columns":
         left, right = ink_columns(gray)
         gray = np.ascontiguousarray(gray[:, left:right])
     ih, iw = gray.shape
-    sh, sw = scales(ih, iw, h, w, spec.resize, spec.max_squeeze)
-    nh = max(1, round_half_up(ih * sh))
-    nw = max(1, round_half_up(iw * sw))
-    nh = min(nh, h)
-    nw = min(nw, w)
+    sh, sw = scales(ih, iw, spec.h, spec.w, spec.resize, spec.max_squeeze)
+    nh = min(max(1, round_half_up(ih * sh)), spec.h)
+    nw = min(max(1, round_half_up(iw * sw)), spec.w)
+    return gray, nh, nw
+
+
+def preprocess_u8(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
+    """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
+    h, w = spec.h, spec.w
+    gray, nh, nw = cropped_and_size(to_gray(img), spec)
     r = np.asarray(Image.fromarray(gray, "L").resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
     border = np.concatenate([r[0, :], r[-1, :], r[:, 0], r[:, -1]]).astype(np.float64)
     pad = round_half_up(float(border.mean()))

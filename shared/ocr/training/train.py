@@ -148,10 +148,8 @@ def export(model, spec: InputSpec, out_dir, version):
                     model.dropped)
     m.load_state_dict(model.state_dict())
     x = torch.randn(1, 1, h, w)
-    # resize / max_squeeze / crop only when they are not the defaults (InputSpec.config)
-    extra = {k: v for k, v in spec.config().items() if k in ("resize", "max_squeeze", "crop")}
     cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": spec.mean, "std": spec.std,
-           "version": version, **extra}
+           "version": version, **spec.optional_keys()}
     export_checked(m, x, out_dir, "captcha.onnx", cfg)
 
 
