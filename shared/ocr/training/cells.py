@@ -94,7 +94,8 @@ def cell_u8(cell: np.ndarray, s: int = CELL) -> np.ndarray:
 def features(u8: np.ndarray) -> np.ndarray:
     """Step 6 on [..., 3, S, S] uint8: |v - the channel's median|."""
     flat = u8.reshape(*u8.shape[:-2], -1)
-    m = np.sort(flat, axis=-1)[..., flat.shape[-1] // 2]
+    k = flat.shape[-1] // 2
+    m = np.partition(flat, k, axis=-1)[..., k]  # the sorted values' element k, without the full sort
     return np.abs(u8.astype(np.int16) - m[..., None, None].astype(np.int16)).astype(np.uint8)
 
 
