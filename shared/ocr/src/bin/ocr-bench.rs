@@ -563,7 +563,12 @@ fn main() -> Result<()> {
             "model_max_squeeze": ocr.spec().max_squeeze,
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
         },
-        "command": "cargo run --release -p captcha-ocr --bin ocr-bench",
+        "command": command_line(),
+        "images": {
+            "val_dir": args.val_dir.display().to_string(),
+            "offset_per_style": args.offset,
+            "limit_per_style": (args.limit > 0).then_some(args.limit),
+        },
         "ours": {
             "model_load_ms": (load_ms * 10.0).round() / 10.0,
             "styles": ours_styles,
@@ -588,6 +593,18 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The command that made this report, with its arguments, so a report read
+/// later says which images it measured (`--offset`, `--limit`, `--cells`).
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let base = "cargo run --release -p captcha-ocr --bin ocr-bench";
+    if args.is_empty() {
+        base.into()
+    } else {
+        format!("{base} -- {}", args.join(" "))
+    }
+}
+
 fn print_markdown(r: &Value) {
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -610,6 +627,16 @@ fn print_markdown(r: &Value) {
         s(&dd["onnxruntime"]),
     );
     println!("Command: `{}`", s(&r["command"]));
+    let images = &r["images"];
+    println!(
+        "Images: `{}`, per style from image {} on, {}.",
+        s(&images["val_dir"]),
+        s(&images["offset_per_style"]),
+        match images["limit_per_style"].as_u64() {
+            Some(n) => format!("at most {n}"),
+            None => "all".into(),
+        }
+    );
     println!(
         "Load average (1 min) when the run started: {} — other processes share these cores.",
         s(&r["machine"]["load_average_1m_at_start"])
