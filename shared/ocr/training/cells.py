@@ -32,7 +32,7 @@ from PIL import Image
 
 from preprocess import round_half_up, to_rgb
 
-CELL = 48  # model-cells/ (cells v2, attempt 14; embedded since attempt 15); cells v1 was 32
+CELL = 48  # every cell model since attempt 14 (model-cells/: cells v5, attempt 19); cells v1 was 32
 CELL_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=?"
 NOT_A_GLYPH = len(CELL_CHARSET)  # the last class
 MIN_CELLS, MAX_CELLS = 3, 8
