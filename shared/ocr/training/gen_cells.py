@@ -1,6 +1,7 @@
 """Training data for the glyph-cell classifier (see cells.py).
 
   python gen_cells.py [--size 32] [--strips 30000] [--others 10000] [--workers 2]
+  python gen_cells.py --size 48 --seed 2000 --name train2 --no-check ...   # more draws, another file
 
 Glyph cells come from multicolor strips (gen.style_multicolor: its text, and
 calc expressions as the calc style draws them), cut by cells.split; a strip
@@ -12,7 +13,9 @@ gen.roundtrip (JPEG/GIF) like the main training data.
 
 Writes data/cells<S>/train.npz (x uint8 [n, 3, S, S], y int16 [n]) from seed
 1000 and data/cells<S>/check.npz (the same, plus per-strip labels) from seed
-7777 for the in-training check.
+7777 for the in-training check. `--seed` and `--name` write other draws to
+another file (attempt 20: seed 2000 as train2.npz), which train_cells.py
+--data reads beside train.npz.
 """
 from __future__ import annotations
 
@@ -106,10 +109,16 @@ def main():
     ap.add_argument("--check-strips", type=int, default=600)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=cells.CELL, help="S: cells are stored SxS")
+    ap.add_argument("--seed", type=int, default=1000, help="seed of the training draws")
+    ap.add_argument("--name", default="train", help="file name of the training draws (data/cells<S>/<name>.npz)")
+    ap.add_argument("--no-check", action="store_true", help="do not (re)write check.npz")
     a = ap.parse_args()
+    if a.seed in (7777, 424242):
+        raise SystemExit("seeds 7777 (check) and 424242 (validation) are not training seeds")
     out = os.path.join(HERE, "data", f"cells{a.size}")
     os.makedirs(out, exist_ok=True)
-    for name, seed, ns, no in [("check", 7777, a.check_strips, a.check_strips // 3), ("train", 1000, a.strips, a.others)]:
+    sets = [] if a.no_check else [("check", 7777, a.check_strips, a.check_strips // 3)]
+    for name, seed, ns, no in sets + [(a.name, a.seed, a.strips, a.others)]:
         x, y, counts, labels = build(seed, ns, no, a.workers, size=a.size)
         # the strips' cells come first, in order: counts and labels index them
         np.savez(os.path.join(out, f"{name}.npz"), x=x, y=y, counts=counts, labels=labels)

@@ -2,6 +2,7 @@
 
   python onnx_to_pt.py ../model/captcha.onnx runs-v1/best.pt [--width 16,24,48,80,112 --ctx 128]
   python onnx_to_pt.py ../model/captcha.onnx runs-slim8/best.pt --rnn 64 --drop 7   # the BiLSTM models (v7, v8)
+  python onnx_to_pt.py ../model-cells/cells.onnx runs-cells20/init.pt --cells   # the cell reader (attempt 20)
 
 Each folded conv's weight goes back into its conv; its bias into the following
 BatchNorm's shift, with that BatchNorm set to the identity (mean 0, var 1 - eps,
@@ -9,6 +10,10 @@ scale 1). A bidirectional LSTM goes back from ONNX's gate order (i, o, f, c) to
 torch's (i, f, g, o), and its output projection from MatMul + Add to the Linear.
 The checkpoint computes exactly the ONNX function in eval mode; fine-tune
 it with `train.py --init <it> --freeze-bn` so the BatchNorm statistics stay put.
+With `--cells`, the model is train_cells.py's CellNet (cell size, arch and
+widths read from the conv shapes beside the ONNX file's model.json) and its
+last Gemm goes back into the Linear; fine-tune it with `train_cells.py --init
+<it> --freeze-bn`.
 """
 from __future__ import annotations
 
@@ -35,12 +40,18 @@ def main():
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--rnn", type=int, default=0, help="BiLSTM hidden size per direction (as train.py --rnn)")
     ap.add_argument("--drop", default="", help="dropped convs (as train.py --drop)")
+    ap.add_argument("--cells", action="store_true", help="the glyph-cell reader (train_cells.py's CellNet)")
     a = ap.parse_args()
     g = onnx.load(a.onnx).graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     convs = [(inits[n.input[1]], inits[n.input[2]] if len(n.input) > 2 else None) for n in g.node if n.op_type == "Conv"]
-    drop = tuple(int(v) for v in a.drop.split(",") if v)
-    model = CtcConvNet(1 + len(CHARSET), 48, 160, tuple(int(v) for v in a.width.split(",")), a.ctx, rnn=a.rnn, drop=drop)
+    if a.cells:
+        model, shape = cell_net(a.onnx, convs)
+    else:
+        drop = tuple(int(v) for v in a.drop.split(",") if v)
+        model = CtcConvNet(1 + len(CHARSET), 48, 160, tuple(int(v) for v in a.width.split(",")), a.ctx, rnn=a.rnn,
+                           drop=drop)
+        shape = (1, 48, 160)
     mods = list(model.modules())
     pairs = []  # (conv, following BatchNorm or None), in definition order = graph order
     for i, m in enumerate(mods):
@@ -62,9 +73,11 @@ def main():
                 bn.running_var.fill_(1.0 - bn.eps)
         if a.rnn:
             load_rnn(model, g, inits)
+        if a.cells:
+            load_gemm(model.cls, g, inits)
     model.eval()
     import onnxruntime as ort
-    x = torch.randn(4, 1, 48, 160)
+    x = torch.randn(4, *shape)
     sess = ort.InferenceSession(a.onnx, providers=["CPUExecutionProvider"])
     got = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(4)])
     with torch.no_grad():
@@ -73,6 +86,31 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     torch.save(model.state_dict(), a.out)
     print(f"wrote {a.out}: max |torch - onnx| = {diff:.2e}")
+
+
+def cell_net(path, convs):
+    """The CellNet whose convs have these shapes: arch "deep" has six convs, the
+    first with stride 2 (widths c1, c2, c3, c4), arch "v2" five."""
+    import json
+
+    from train_cells import CellNet
+    with open(os.path.join(os.path.dirname(os.path.abspath(path)), "model.json")) as f:
+        size = json.load(f)["cell_size"]
+    outs = [w.shape[0] for w, _ in convs]
+    if len(outs) == 6:
+        width, arch = (outs[0], outs[1], outs[2], outs[4]), "deep"
+    else:
+        width, arch = tuple(outs), "v2"
+    print(f"cells: size {size}, arch {arch}, width {width}")
+    return CellNet(size, width, arch), (3, size, size)
+
+
+def load_gemm(linear, g, inits):
+    """The classifier: Gemm(x, W, b) with transB=1 (torch's Linear export)."""
+    (gemm,) = [n for n in g.node if n.op_type == "Gemm"]
+    assert any(at.name == "transB" and at.i == 1 for at in gemm.attribute)
+    linear.weight.copy_(torch.from_numpy(inits[gemm.input[1]]))
+    linear.bias.copy_(torch.from_numpy(inits[gemm.input[2]]))
 
 
 def load_rnn(model, g, inits):

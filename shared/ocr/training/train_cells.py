@@ -2,6 +2,7 @@
 
   python train_cells.py [--minutes 30] [--size 48] [--width 16,32,64,64,96] [--shift 3] [--out ../model-cells]
   python train_cells.py --arch deep --width 32,32,64,128 --bf16 ...   # attempt 18's deeper net
+  python train_cells.py --data train,train2 --init runs/init.pt --freeze-bn ...   # attempt 20: v5 on more draws
 
 Input [B, 3, S, S] (one cell, colour), output [B, len(CELL_CHARSET) + 1]
 log-probabilities, the last class "not a glyph cell". Small on purpose: a
@@ -30,7 +31,7 @@ NUM_CLASSES = len(cells.CELL_CHARSET) + 1
 
 class CellNet(nn.Module):
     """arch "v2" (cells v1 and v2): five convs, width (c1..c5), the first at full size.
-    arch "deep" (attempt 18): seven convs, width (c1..c4), the first with stride 2 so
+    arch "deep" (attempt 18): six convs, width (c1..c4), the first with stride 2 so
     the full-size layer costs little, two convs at each of S/2, S/4 and S/8 -- the
     depth a rotated glyph crossed by lines needs, for about 1.6x v2's multiply-adds
     at (32, 32, 64, 128)."""
@@ -72,6 +73,29 @@ def load(name, size=cells.CELL):
     return d["x"], d["y"].astype(np.int64), d["counts"], d["labels"]
 
 
+class Draws:
+    """Several training files (data/cells<S>/<name>.npz) read as one set, without
+    concatenating them: two sets of ~1M cells are 6 GB each."""
+
+    def __init__(self, names, size):
+        self.parts = [load(n, size)[:2] for n in names]
+        self.ends = np.cumsum([len(x) for x, _ in self.parts])
+
+    def __len__(self):
+        return int(self.ends[-1])
+
+    def take(self, idx: np.ndarray):
+        """Cells and labels at sorted global indices."""
+        xs, ys, lo = [], [], 0
+        for (x, y), hi in zip(self.parts, self.ends):
+            j = idx[(idx >= lo) & (idx < hi)] - lo
+            if len(j):
+                xs.append(x[j])
+                ys.append(y[j])
+            lo = hi
+        return np.concatenate(xs), np.concatenate(ys)
+
+
 def to_float(xb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(cells.normalize(cells.features(xb)))
 
@@ -89,6 +113,12 @@ def shift(xb: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
     return np.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(len(xb))])
 
 
+def set_bn_eval(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
 def evaluate(model, x, y, counts, bs=1024):
     model.eval()
     pred = []
@@ -96,6 +126,8 @@ def evaluate(model, x, y, counts, bs=1024):
         for i in range(0, len(x), bs):
             pred.append(model(to_float(x[i:i + bs])).argmax(1).numpy())
     model.train()
+    if getattr(model, "freeze_bn", False):
+        set_bn_eval(model)
     pred = np.concatenate(pred)
     ok = pred == y
     n_strip = int(counts.sum())
@@ -134,20 +166,27 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="forward pass under bfloat16 autocast (weights, optimiser and loss stay float32)")
     ap.add_argument("--init", help="start from this state dict (same --size and --width)")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="keep BatchNorm statistics fixed (fine-tuning a checkpoint made by onnx_to_pt.py --cells)")
+    ap.add_argument("--data", default="train", help="training files in data/cells<S>/, comma-separated")
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--shift", type=int, default=3, help="augmentation: move cells by up to this many pixels")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    x, y, _, _ = load("train", a.size)
+    x = Draws(a.data.split(","), a.size)
     cx, cy, ccounts, _ = load("check", a.size)
-    print(f"train cells {len(x)}, check cells {len(cx)} ({len(ccounts)} strips)", flush=True)
+    print(f"train cells {len(x)} ({a.data}), check cells {len(cx)} ({len(ccounts)} strips)", flush=True)
     model = CellNet(a.size, tuple(int(c) for c in a.width.split(",")), a.arch)
     if a.init:
         model.load_state_dict(torch.load(a.init))
         print(f"from {a.init}: " + " ".join(f"{k}={v:.4f}" for k, v in evaluate(model, cx, cy, ccounts).items()),
               flush=True)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
+    model.freeze_bn = a.freeze_bn
+    model.train()
+    if a.freeze_bn:
+        set_bn_eval(model)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     budget = a.minutes * 60
     t0 = time.time()
@@ -164,8 +203,9 @@ def main():
             order, pos = rng.permutation(len(x)), 0
         idx = np.sort(order[pos:pos + a.bs])
         pos += a.bs
-        xb = to_float(shift(x[idx], rng, a.shift))
-        yb = torch.from_numpy(y[idx])
+        xu, yu = x.take(idx)
+        xb = to_float(shift(xu, rng, a.shift))
+        yb = torch.from_numpy(yu)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             lp = model(xb)
         loss = F.nll_loss(lp.float(), yb)  # noqa: the model returns log-probabilities
