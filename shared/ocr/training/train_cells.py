@@ -128,7 +128,11 @@ def evaluate(model, x, y, counts, bs=1024):
     model.train()
     if getattr(model, "freeze_bn", False):
         set_bn_eval(model)
-    pred = np.concatenate(pred)
+    return evaluate_preds(np.concatenate(pred), y, counts)
+
+
+def evaluate_preds(pred, y, counts):
+    """Cell accuracy, exact strips and "not a glyph" recall of predicted classes."""
     ok = pred == y
     n_strip = int(counts.sum())
     ends = np.cumsum(counts)
