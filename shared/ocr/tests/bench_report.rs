@@ -50,7 +50,7 @@ fn the_json_report_names_its_images_and_its_command() {
 }
 
 #[test]
-fn no_limit_is_reported_as_null_and_the_bare_command_as_is() {
+fn without_a_limit_every_image_counts_and_the_given_folder_is_named() {
     // GIVEN a folder holding one style's labels and images (a copy of two images)
     let dir = std::env::temp_dir().join(format!("ocr-bench-report-{}", std::process::id()));
     let style = dir.join("pillow");
