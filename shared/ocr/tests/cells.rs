@@ -123,9 +123,10 @@ fn read_style(style: &str, n: usize, constraints: Constraints) -> (usize, usize,
 }
 
 /// Exact reads of the first 100 multicolor images: the committed cell model
-/// (v5, attempt 19's wider net) reads 35; cells v4 read 32, cells v2 12, cells
-/// v1 (32 px) 8, the main model alone 1. The floor is five under v5.
-const MULTICOLOR_FLOOR: usize = 30;
+/// (v6, attempt 20: v5 fine-tuned on twice the draws) reads 40; cells v5 read
+/// 35, cells v4 32, cells v2 12, cells v1 (32 px) 8, the main model alone 1.
+/// The floor is five under v6.
+const MULTICOLOR_FLOOR: usize = 35;
 
 fn natural() -> Constraints {
     Constraints { case_sensitive: true, ..Constraints::default() }
