@@ -16,7 +16,22 @@ def cbr(cin, cout, k=3, s=1, p=1):
     return nn.Sequential(nn.Conv2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class CtcConvNet(nn.Module):
+class FreezableBN(nn.Module):
+    """`freeze_bn = True`: BatchNorm keeps its running statistics in training too
+    (fine-tuning a checkpoint recovered from a BN-folded ONNX file, onnx_to_pt.py)."""
+
+    freeze_bn = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.freeze_bn:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+
+class CtcConvNet(FreezableBN):
     def __init__(self, num_classes: int, h: int = 48, w: int = 192, width: tuple = (16, 24, 48, 80, 112), ctx: int = 128,
                  seq2: int = 0, tsplit: int = 1, gctx: int = 0, rnn: int = 0, drop: tuple = ()):
         super().__init__()
@@ -84,14 +99,6 @@ class CtcConvNet(nn.Module):
         self.tsplit = tsplit
         self.num_classes = num_classes
         self.cls = nn.Conv2d(ctx, num_classes * tsplit, 1)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.freeze_bn:
-            for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
 
     def forward(self, x):
         x = self.features(x)

@@ -23,13 +23,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cells
-from model import cbr, export_checked
+from model import FreezableBN, cbr, export_checked
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NUM_CLASSES = len(cells.CELL_CHARSET) + 1
 
 
-class CellNet(nn.Module):
+class CellNet(FreezableBN):
     """arch "v2" (cells v1 and v2): five convs, width (c1..c5), the first at full size.
     arch "deep" (attempt 18): six convs, width (c1..c4), the first with stride 2 so
     the full-size layer costs little, two convs at each of S/2, S/4 and S/8 -- the
@@ -113,12 +113,6 @@ def shift(xb: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
     return np.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(len(xb))])
 
 
-def set_bn_eval(model):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-
-
 def evaluate(model, x, y, counts, bs=1024):
     model.eval()
     pred = []
@@ -126,8 +120,6 @@ def evaluate(model, x, y, counts, bs=1024):
         for i in range(0, len(x), bs):
             pred.append(model(to_float(x[i:i + bs])).argmax(1).numpy())
     model.train()
-    if getattr(model, "freeze_bn", False):
-        set_bn_eval(model)
     return evaluate_preds(np.concatenate(pred), y, counts)
 
 
@@ -189,8 +181,6 @@ def main():
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
     model.freeze_bn = a.freeze_bn
     model.train()
-    if a.freeze_bn:
-        set_bn_eval(model)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     budget = a.minutes * 60
     t0 = time.time()
