@@ -128,15 +128,24 @@ def font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return f
 
 
+# rand_text's single-alphabet modes, as (cumulative share bound, alphabet): a
+# draw under 0.15 is digits only, under 0.30 digits + upper, under 0.40 lower +
+# digits; the rest use the caller's alphabet (ALNUM). Alphabet order matters:
+# rng.choice indexes it.
+TEXT_MODES = (
+    (0.15, "0123456789"),
+    (0.30, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    (0.40, "abcdefghijklmnopqrstuvwxyz0123456789"),
+)
+
+
 def rand_text(rng: random.Random, lo=3, hi=8, alphabet=ALNUM) -> str:
     n = rng.randint(lo, hi)
     mode = rng.random()
-    if mode < 0.15:
-        alphabet = "0123456789"
-    elif mode < 0.30:
-        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    elif mode < 0.40:
-        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for bound, mode_alphabet in TEXT_MODES:
+        if mode < bound:
+            alphabet = mode_alphabet
+            break
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
