@@ -35,6 +35,7 @@ use tract_onnx::prelude::*;
 
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
+use crate::model::AlphabetShare;
 use crate::model::{plan_for, read_model_file, Plan};
 use crate::preprocess::{resize_bilinear_planes, Region};
 
@@ -56,6 +57,10 @@ pub struct CellSpec {
     pub mean: f32,
     pub std: f32,
     pub version: String,
+    /// The alphabets a strip's text is drawn from, and how often (see
+    /// [`crate::ctc::AlphabetPrior`]); absent or empty: none.
+    #[serde(default)]
+    pub alphabet_prior: Vec<AlphabetShare>,
 }
 
 /// Where the cells of a strip are: rows `[top, bottom)`, and per cell its
@@ -318,6 +323,7 @@ mod tests {
             mean: 0.5,
             std: 0.5,
             version: "test".into(),
+            alphabet_prior: Vec::new(),
         };
         // 40x20 black canvas, a 40x10 coloured band at rows 5..15: 4 cells of 10.
         let mut img = RgbImage::from_pixel(40, 20, image::Rgb([0, 0, 0]));

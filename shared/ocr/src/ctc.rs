@@ -135,12 +135,144 @@ impl LogProbs {
     }
 }
 
+/// A prior over the alphabet a whole text is drawn from (`model.json`'s
+/// `alphabet_prior`): many texts use one case, or digits only, so the
+/// string's other characters say which of two look-alikes (`c`/`C`, `O`/`0`)
+/// an undecided one is.
+///
+/// Each alphabet `A` with share `s` scores a reading of `n` characters as
+/// `ln s + sum_i (ln p_i(best character of A) + ln(N / |A|))`, with `p_i` the
+/// probabilities at the `i`-th character's surest frame and `N` the size of
+/// the union of the alphabets (a uniform prior over `N` characters in
+/// training, over `A` in the text); the best-scoring alphabet's characters
+/// are the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlphabetPrior {
+    /// Per alphabet: its classes, and `ln share + ...` as above: the log
+    /// share and the per-character log bonus `ln(N / |A|)`.
+    modes: Vec<PriorMode>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PriorMode {
+    classes: Vec<u8>,
+    log_share: f32,
+    log_bonus: f32,
+}
+
+impl AlphabetPrior {
+    /// Compiles `(alphabet, share)` pairs against a charset. Errors unless
+    /// there is at least one pair, every share is finite and positive, the
+    /// shares sum to at most 1 (within rounding), and every alphabet is
+    /// non-empty, without repeats, of characters the charset has.
+    pub fn new<'a>(
+        charset: &Charset,
+        modes: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> Result<AlphabetPrior, OcrError> {
+        let bad = |why: String| OcrError::Model(format!("alphabet_prior: {why}"));
+        let mut union: Vec<u8> = Vec::new();
+        let mut compiled = Vec::new();
+        let mut total = 0.0;
+        for (alphabet, share) in modes {
+            if !(share.is_finite() && share > 0.0) {
+                return Err(bad(format!("share {share} of {alphabet:?} is not a positive number")));
+            }
+            total += share;
+            let mut classes: Vec<u8> = Vec::new();
+            for c in alphabet.chars() {
+                let class = charset.class_of(c).ok_or_else(|| bad(format!("{c:?} is not in the charset")))?;
+                // Classes are < 256: `Charset::new` caps the charset at 255.
+                let class = class as u8;
+                if classes.contains(&class) {
+                    return Err(bad(format!("{alphabet:?} repeats {c:?}")));
+                }
+                classes.push(class);
+                if !union.contains(&class) {
+                    union.push(class);
+                }
+            }
+            if classes.is_empty() {
+                return Err(bad("an alphabet is empty".into()));
+            }
+            compiled.push((classes, share));
+        }
+        if compiled.is_empty() {
+            return Err(bad("no alphabet".into()));
+        }
+        if total > 1.0 + 1e-6 {
+            return Err(bad(format!("the shares sum to {total}, more than 1")));
+        }
+        let n = union.len() as f64;
+        let modes = compiled
+            .into_iter()
+            .map(|(classes, share)| PriorMode {
+                log_share: share.ln() as f32,
+                log_bonus: (n / classes.len() as f64).ln() as f32,
+                classes,
+            })
+            .collect();
+        Ok(AlphabetPrior { modes })
+    }
+
+    /// The best-scoring alphabet's reading of the characters at `frames`
+    /// (one frame per character) of `lp`, a normalised matrix; only classes
+    /// `allowed` compete, and probabilities are renormalised over the allowed
+    /// non-blank classes. `None` when no alphabet has an allowed class.
+    fn read(&self, lp: &LogProbs, frames: &[usize], allowed: &[bool]) -> Option<Vec<u8>> {
+        let norms: Vec<f32> = frames
+            .iter()
+            .map(|&t| {
+                let row = lp.row(t);
+                row.iter()
+                    .zip(allowed)
+                    .skip(1)
+                    .filter(|(_, &ok)| ok)
+                    .fold(f32::NEG_INFINITY, |a, (&v, _)| log_add(a, v))
+            })
+            .collect();
+        let mut best: Option<(f32, Vec<u8>)> = None;
+        for mode in &self.modes {
+            let mut score = mode.log_share;
+            let mut label = Vec::with_capacity(frames.len());
+            for (&t, &norm) in frames.iter().zip(&norms) {
+                let row = lp.row(t);
+                let class = mode
+                    .classes
+                    .iter()
+                    .copied()
+                    .filter(|&k| allowed[usize::from(k)])
+                    .max_by(|&a, &b| row[usize::from(a)].total_cmp(&row[usize::from(b)]))?;
+                score += row[usize::from(class)] - norm + mode.log_bonus;
+                label.push(class);
+            }
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, label));
+            }
+        }
+        best.map(|(_, label)| label)
+    }
+}
+
 /// Decodes the most probable answer that satisfies `constraints`.
 ///
 /// Errors with [`OcrError::NoValidAnswer`] when no sequence the search found
 /// is valid (an empty reading is never valid), and with [`OcrError::Model`]
 /// when the matrix and the charset disagree on the class count.
 pub fn decode(log_probs: &LogProbs, charset: &Charset, constraints: &Constraints) -> Result<Answer, OcrError> {
+    decode_with_prior(log_probs, charset, constraints, None)
+}
+
+/// [`decode`], with an [`AlphabetPrior`] choosing the characters of the best
+/// path when the constraints leave it the answer (`numeric=0`, no `calc`,
+/// `phrase` or length bound). With `regsense=0` the prior reads the
+/// probabilities before the cases are merged, and the answer is lower-cased
+/// as ever.
+pub fn decode_with_prior(
+    log_probs: &LogProbs,
+    charset: &Charset,
+    constraints: &Constraints,
+    prior: Option<&AlphabetPrior>,
+) -> Result<Answer, OcrError> {
     if log_probs.classes() != charset.classes() {
         return Err(OcrError::Model(format!(
             "the model has {} classes, the charset {}",
@@ -152,10 +284,13 @@ pub fn decode(log_probs: &LogProbs, charset: &Charset, constraints: &Constraints
 
     // The distribution the answer is scored on: normalised, and with the two
     // cases of a letter merged when case does not matter.
-    let mut scored = log_probs.clone();
+    let mut normalized = log_probs.clone();
+    for t in 0..normalized.steps() {
+        log_softmax(normalized.row_mut(t));
+    }
+    let mut scored = normalized.clone();
     for t in 0..scored.steps() {
         let row = scored.row_mut(t);
-        log_softmax(row);
         for &(lower, upper) in &rules.case_pairs {
             row[lower] = log_add(row[lower], row[upper]);
             row[upper] = f32::NEG_INFINITY;
@@ -172,7 +307,19 @@ pub fn decode(log_probs: &LogProbs, charset: &Charset, constraints: &Constraints
 
     let mut label = None;
     if !rules.needs_search() {
-        let path = best_path(&masked);
+        let path = best_path_frames(&masked);
+        let prior = prior.filter(|_| rules.numeric == 0 && !path.is_empty());
+        let read = prior.and_then(|prior| {
+            let frames: Vec<usize> = path.iter().map(|&(_, t)| t).collect();
+            let mut label = prior.read(&normalized, &frames, &rules.allowed)?;
+            for class in &mut label {
+                if let Some(&(lower, _)) = rules.case_pairs.iter().find(|&&(_, upper)| upper == usize::from(*class)) {
+                    *class = lower as u8;
+                }
+            }
+            Some(label)
+        });
+        let path = read.unwrap_or_else(|| path.iter().map(|&(class, _)| class).collect());
         if !path.is_empty() {
             label = Some(path);
         }
@@ -414,15 +561,22 @@ fn evaluate_calc(expr: &str) -> Option<i64> {
     }
 }
 
-/// Per-step argmax, repeats collapsed, blanks dropped.
-fn best_path(lp: &LogProbs) -> Vec<u8> {
-    let mut label = Vec::new();
+/// The best path (per-step argmax, repeats collapsed, blanks dropped): its characters, each with the frame of its run (the steps it
+/// is the argmax of) least likely to be the blank.
+fn best_path_frames(lp: &LogProbs) -> Vec<(u8, usize)> {
+    let mut label: Vec<(u8, usize)> = Vec::new();
     let mut previous = 0usize;
     for t in 0..lp.steps() {
         let best = argmax(lp.row(t));
         if best != 0 && best != previous {
             // Classes are < 256: `Charset::new` caps the charset at 255.
-            label.push(best as u8);
+            label.push((best as u8, t));
+        } else if best != 0 {
+            if let Some(last) = label.last_mut() {
+                if lp.row(t)[0] < lp.row(last.1)[0] {
+                    last.1 = t;
+                }
+            }
         }
         previous = best;
     }
@@ -955,6 +1109,113 @@ mod tests {
         let split = vec![vec![('o', 0.3), ('O', 0.3), ('0', 0.4)]];
         assert_eq!(run(&split, cs()).expect("regsense 1").text, "0");
         assert_eq!(run(&split, ci).expect("regsense 0").text, "o");
+    }
+
+    /// `gen.TEXT_MODES` as the shipped model.json lists them.
+    fn text_modes() -> AlphabetPrior {
+        let digits = "0123456789";
+        let upper = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let lower = "abcdefghijklmnopqrstuvwxyz0123456789";
+        let all = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        AlphabetPrior::new(&charset(), [(digits, 0.15), (upper, 0.15), (lower, 0.10), (all, 0.60)]).expect("prior")
+    }
+
+    fn run_prior(steps: &[Vec<(char, f32)>], c: Constraints) -> Result<Answer, OcrError> {
+        let steps: Vec<&[(char, f32)]> = steps.iter().map(Vec::as_slice).collect();
+        decode_with_prior(&matrix(&steps), &charset(), &c, Some(&text_modes()))
+    }
+
+    /// `text` read clearly, but for `split`'s one step in place of the `at`-th character.
+    fn with_split(text: &str, at: usize, split: Vec<(char, f32)>) -> Vec<Vec<(char, f32)>> {
+        let mut steps = clear(text);
+        steps[2 * at + 1] = split;
+        steps
+    }
+
+    #[test]
+    fn the_alphabet_prior_reads_an_undecided_case_from_the_other_letters() {
+        // GIVEN "AB" then a c/C look-alike the model leans, barely, to read lower-case
+        let steps = with_split("ABx", 2, vec![('c', 0.52), ('C', 0.48)]);
+        assert_eq!(run(&steps, cs()).expect("no prior").text, "ABc");
+        // THEN the prior reads it as the upper-case string the other letters make
+        let answer = run_prior(&steps, cs()).expect("prior");
+        assert_eq!(answer.text, "ABC");
+        assert_eq!(answer.raw, "ABC");
+        assert!(
+            (answer.confidence - 0.48).abs() < 0.01,
+            "the confidence is the read sequence's: {}",
+            answer.confidence
+        );
+        // AND among lower-case letters it reads lower-case, once they are
+        // enough to outweigh that alphabet's smaller share (0.10 against 0.15)
+        let steps = with_split("abx", 2, vec![('C', 0.52), ('c', 0.48)]);
+        assert_eq!(run_prior(&steps, cs()).expect("prior").text, "abC");
+        let steps = with_split("abdex", 4, vec![('C', 0.52), ('c', 0.48)]);
+        assert_eq!(run(&steps, cs()).expect("no prior").text, "abdeC");
+        assert_eq!(run_prior(&steps, cs()).expect("prior").text, "abdec");
+    }
+
+    #[test]
+    fn the_alphabet_prior_keeps_a_clear_mixed_case_reading() {
+        let steps = clear("AbC7x");
+        assert_eq!(run_prior(&steps, cs()).expect("prior").text, "AbC7x");
+        // A confident lower-case letter among upper-case ones is kept too
+        let steps = with_split("ABx", 2, vec![('c', 0.9), ('C', 0.1)]);
+        assert_eq!(run_prior(&steps, cs()).expect("prior").text, "ABc");
+    }
+
+    #[test]
+    fn the_alphabet_prior_reads_a_digit_among_digits_also_with_regsense_0() {
+        let steps = with_split("1x3", 1, vec![('O', 0.55), ('0', 0.45)]);
+        assert_eq!(run(&steps, cs()).expect("no prior").text, "1O3");
+        assert_eq!(run_prior(&steps, cs()).expect("prior").text, "103");
+        let ci = Constraints::default();
+        assert_eq!(run(&steps, ci).expect("no prior").text, "1o3");
+        assert_eq!(run_prior(&steps, ci).expect("prior, regsense 0").text, "103");
+        // AND with regsense=0 an upper-case reading is lower-cased as ever
+        let steps = with_split("ABx", 2, vec![('c', 0.52), ('C', 0.48)]);
+        let answer = run_prior(&steps, ci).expect("prior, regsense 0");
+        assert_eq!(answer.text, "abc");
+        assert!((answer.confidence - 1.0).abs() < 0.01, "both cases count with regsense 0: {}", answer.confidence);
+    }
+
+    #[test]
+    fn the_alphabet_prior_leaves_the_other_constraints_alone() {
+        let steps = with_split("ABx", 2, vec![('c', 0.52), ('C', 0.48)]);
+        // Under a length bound or a numeric rule the answer is as without the prior
+        for c in [
+            Constraints { max_len: 5, ..cs() },
+            Constraints { min_len: 2, ..cs() },
+            Constraints { numeric: 2, ..cs() },
+            Constraints { numeric: 4, ..cs() },
+        ] {
+            assert_eq!(run_prior(&steps, c).ok(), run(&steps, c).ok(), "{c:?}");
+        }
+        assert_eq!(run_prior(&steps, Constraints { numeric: 2, ..cs() }).expect("letters").text, "ABc");
+        // AND a phrase is read as without it
+        let steps = with_split("AB Cx", 4, vec![('c', 0.52), ('C', 0.48)]);
+        let phrase = Constraints { phrase: true, ..cs() };
+        assert_eq!(run_prior(&steps, phrase).expect("phrase").text, "AB Cc");
+    }
+
+    #[test]
+    fn an_alphabet_prior_must_fit_the_charset_and_sum_to_at_most_one() {
+        let cs = charset();
+        assert!(AlphabetPrior::new(&cs, [("0123456789", 1.0)]).is_ok());
+        for (modes, why) in [
+            (vec![], "no alphabet"),
+            (vec![("", 0.5)], "empty"),
+            (vec![("01", 0.0)], "zero share"),
+            (vec![("01", f64::NAN)], "NaN share"),
+            (vec![("01", 0.7), ("ab", 0.7)], "sum above 1"),
+            (vec![("0\u{e9}", 0.5)], "not in the charset"),
+            (vec![("00", 0.5)], "repeat"),
+        ] {
+            match AlphabetPrior::new(&cs, modes) {
+                Err(OcrError::Model(msg)) => assert!(msg.starts_with("alphabet_prior"), "{why}: {msg}"),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub mod port;
 pub mod preprocess;
 
 pub use cells::CellReader;
-pub use ctc::{Answer, Charset, Constraints, LogProbs};
+pub use ctc::{AlphabetPrior, Answer, Charset, Constraints, LogProbs};
 pub use error::OcrError;
-pub use model::{ModelSpec, Ocr};
+pub use model::{AlphabetShare, ModelSpec, Ocr};
 pub use preprocess::ImageLimits;

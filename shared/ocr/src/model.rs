@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tract_onnx::prelude::*;
 
 use crate::cells::{CellMap, CellReader};
-use crate::ctc::{self, Answer, Charset, Constraints, LogProbs};
+use crate::ctc::{self, AlphabetPrior, Answer, Charset, Constraints, LogProbs};
 use crate::error::OcrError;
 use crate::preprocess::{self, Crop, ImageLimits, InputSpec, Resize};
 
@@ -38,10 +38,32 @@ pub struct ModelSpec {
     /// absent: no limit.
     #[serde(default)]
     pub max_squeeze: Option<f64>,
+    /// The alphabets texts are drawn from, and how often: a prior the decode
+    /// of this model's output applies (see [`ctc::AlphabetPrior`]); absent
+    /// or empty: none.
+    #[serde(default)]
+    pub alphabet_prior: Vec<AlphabetShare>,
+}
+
+/// One entry of `alphabet_prior`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AlphabetShare {
+    pub alphabet: String,
+    /// The share of texts drawn from `alphabet` (the shares sum to at most 1).
+    pub share: f64,
 }
 
 /// The plan tract runs: the optimised graph, fixed at batch 1.
 pub(crate) type Plan = Arc<TypedSimplePlan>;
+
+/// A model.json's `alphabet_prior` against the charset the decode reads;
+/// `None` when it lists no alphabet.
+fn compile_prior(charset: &Charset, modes: &[AlphabetShare]) -> Result<Option<AlphabetPrior>, OcrError> {
+    if modes.is_empty() {
+        return Ok(None);
+    }
+    AlphabetPrior::new(charset, modes.iter().map(|m| (m.alphabet.as_str(), m.share))).map(Some)
+}
 
 /// An ONNX graph as an optimised tract plan for one fixed input shape.
 pub(crate) fn plan_for(onnx: &[u8], input: [usize; 4]) -> TractResult<Plan> {
@@ -66,13 +88,24 @@ pub struct Ocr {
     plan: Plan,
     spec: ModelSpec,
     charset: Charset,
+    /// `spec.alphabet_prior`, compiled; for the main model's output only.
+    prior: Option<AlphabetPrior>,
     input: InputSpec,
     limits: ImageLimits,
     /// CTC time steps of the output.
     steps: usize,
     /// Reads strips of glyph cells, when a cell model is attached, with its
     /// classes mapped onto this model's charset.
-    cells: Option<(CellReader, CellMap)>,
+    cells: Option<AttachedCells>,
+}
+
+/// A cell reader attached to a main model.
+struct AttachedCells {
+    reader: CellReader,
+    /// Its classes onto the main model's charset.
+    map: CellMap,
+    /// Its `alphabet_prior`, compiled against the main charset.
+    prior: Option<AlphabetPrior>,
 }
 
 const _: () = {
@@ -111,7 +144,8 @@ impl Ocr {
         self.cells = match cells {
             Some(reader) => {
                 let map = reader.map_onto(&self.charset)?;
-                Some((reader, map))
+                let prior = compile_prior(&self.charset, &reader.spec().alphabet_prior)?;
+                Some(AttachedCells { reader, map, prior })
             }
             None => None,
         };
@@ -120,7 +154,7 @@ impl Ocr {
 
     /// The cell reader, if one is attached.
     pub fn cells(&self) -> Option<&CellReader> {
-        self.cells.as_ref().map(|(reader, _)| reader)
+        self.cells.as_ref().map(|cells| &cells.reader)
     }
 
     /// The embedded model, loaded on first use and then shared for the life
@@ -164,6 +198,7 @@ impl Ocr {
             _ => {}
         }
         let charset = Charset::new(&spec.charset)?;
+        let prior = compile_prior(&charset, &spec.alphabet_prior)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
         let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
         let mut ocr = Ocr {
@@ -179,6 +214,7 @@ impl Ocr {
             },
             spec,
             charset,
+            prior,
             limits: ImageLimits::default(),
             steps: 0,
             cells: None,
@@ -232,8 +268,12 @@ impl Ocr {
     /// reading of the cells satisfies the constraints and the main model must
     /// read the image instead: the one place [`Ocr::recognize`] (and the
     /// benchmark that times its steps) decides.
+    ///
+    /// The cell model's own alphabet prior applies, not the main model's:
+    /// strips are drawn by other generators.
     pub fn decode_cells(&self, log_probs: &LogProbs, constraints: &Constraints) -> Option<Result<Answer, OcrError>> {
-        match self.decode(log_probs, constraints) {
+        let prior = self.cells.as_ref().and_then(|cells| cells.prior.as_ref());
+        match ctc::decode_with_prior(log_probs, &self.charset, constraints, prior) {
             Err(OcrError::NoValidAnswer) => None,
             answer => Some(answer),
         }
@@ -250,7 +290,7 @@ impl Ocr {
     /// are not glyphs.
     pub fn infer_cells(&self, rgb: &RgbImage, constraints: &Constraints) -> Result<Option<LogProbs>, OcrError> {
         match &self.cells {
-            Some((cells, map)) if !constraints.phrase => cells.read(rgb, map),
+            Some(cells) if !constraints.phrase => cells.reader.read(rgb, &cells.map),
             _ => Ok(None),
         }
     }
@@ -281,9 +321,10 @@ impl Ocr {
         LogProbs::new(shape[1], classes, data.iter().copied().collect())
     }
 
-    /// Decodes a model output under `constraints` (see [`ctc::decode`]).
+    /// Decodes the main model's output under `constraints`, with the
+    /// model's alphabet prior when it has one (see [`ctc::decode_with_prior`]).
     pub fn decode(&self, log_probs: &LogProbs, constraints: &Constraints) -> Result<Answer, OcrError> {
-        ctc::decode(log_probs, &self.charset, constraints)
+        ctc::decode_with_prior(log_probs, &self.charset, constraints, self.prior.as_ref())
     }
 }
 

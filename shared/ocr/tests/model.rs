@@ -116,6 +116,63 @@ fn model_json_names_the_crop_and_resize_and_a_bad_one_fails_the_load() {
 }
 
 #[test]
+fn an_alphabet_prior_in_model_json_reads_a_real_image_and_a_bad_one_fails_the_load() {
+    let dir = Path::new(OCR_DIR).join("model");
+    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
+    let with = |prior: serde_json::Value| {
+        let mut j = json.clone();
+        j["alphabet_prior"] = prior;
+        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+    };
+    let modes = serde_json::json!([
+        {"alphabet": "0123456789", "share": 0.15},
+        {"alphabet": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", "share": 0.15},
+        {"alphabet": "abcdefghijklmnopqrstuvwxyz0123456789", "share": 0.10},
+        {"alphabet": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "share": 0.60},
+    ]);
+    let prior = with(modes).expect("the prior loads");
+    let plain = with(serde_json::json!([])).expect("no prior");
+    // GIVEN the captcha-fonts images, read case-sensitively with and without the prior
+    let cs = natural("captcha-fonts");
+    let reads: Vec<(String, String, String)> = validation("captcha-fonts", 400)
+        .into_iter()
+        .map(|(_, bytes, label)| {
+            let a = plain.recognize(&bytes, &cs).map(|a| a.text).unwrap_or_default();
+            let b = prior.recognize(&bytes, &cs).map(|a| a.text).unwrap_or_default();
+            (label, a, b)
+        })
+        .collect();
+    // THEN the prior changes some answers, each only in the case of a letter
+    // or a digit for a look-alike letter, and the length never
+    let changed: Vec<_> = reads.iter().filter(|(_, a, b)| a != b).collect();
+    assert!(!changed.is_empty(), "the prior changed no answer");
+    for (label, a, b) in &changed {
+        assert_eq!(a.chars().count(), b.chars().count(), "{label}: {a} -> {b}");
+    }
+    // AND it fixes more answers than it breaks
+    let fixed = changed.iter().filter(|(l, _, b)| l == b).count();
+    let broken = changed.iter().filter(|(l, a, _)| l == a).count();
+    assert!(fixed > broken, "fixed {fixed}, broke {broken} of {} changed", changed.len());
+    // AND the answer to regsense=0 is lower-cased as ever
+    let ci = Constraints::default();
+    for (_, bytes, _) in validation("captcha-fonts", 20) {
+        let text = prior.recognize(&bytes, &ci).expect("regsense 0").text;
+        assert_eq!(text, text.to_lowercase());
+    }
+    // AND a prior that does not fit the charset, or whose shares pass 1, fails the load
+    for bad in [
+        serde_json::json!([{"alphabet": "0123456789\u{e9}", "share": 0.5}]),
+        serde_json::json!([{"alphabet": "0123", "share": 0.7}, {"alphabet": "abc", "share": 0.7}]),
+        serde_json::json!([{"alphabet": "0123", "share": -0.1}]),
+        serde_json::json!([{"alphabet": "0123"}]),
+    ] {
+        assert!(matches!(with(bad.clone()), Err(OcrError::Model(_))), "{bad}");
+    }
+}
+
+#[test]
 fn each_style_reads_at_or_above_its_floor() {
     reads_at_or_above(ocr(), FLOORS);
 }

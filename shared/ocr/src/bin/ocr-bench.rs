@@ -321,8 +321,13 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         if let Some((pattern, _)) = &s.same {
             score.forgiven += usize::from(matches(pattern, &answer.text));
         }
+        // Case-insensitive: the same output decoded as for `regsense=0`, by
+        // the decode that answered (the cells' or the main model's).
+        let ci = constraints_for(&s.style, false);
         let read_ci =
-            ocr.decode(&lp, &constraints_for(&s.style, false)).map(|a| a.raw.to_lowercase()).unwrap_or_default();
+            if by_cells { ocr.decode_cells(&lp, &ci).and_then(Result::ok) } else { ocr.decode(&lp, &ci).ok() }
+                .map(|a| a.raw.to_lowercase())
+                .unwrap_or_default();
         if s.style == "calc" {
             // Scored on the expression read, as ddddocr is; the result on the side.
             score.exact += usize::from(answer.raw == s.label);
@@ -506,14 +511,17 @@ fn main() -> Result<()> {
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "ocr-bench: model {} ({}x{}, crop {}, resize {}, max squeeze {}, T={}), loaded in {load_ms:.0} ms; {} images",
+        "ocr-bench: model {} ({}x{}, crop {}, resize {}, max squeeze {}, alphabet prior {}, T={}), cells {} (alphabet prior {}), loaded in {load_ms:.0} ms; {} images",
         ocr.spec().version,
         ocr.spec().input_height,
         ocr.spec().input_width,
         json!(ocr.spec().crop),
         json!(ocr.spec().resize),
         json!(ocr.spec().max_squeeze),
+        ocr.spec().alphabet_prior.len(),
         ocr.steps(),
+        ocr.cells().map_or("none".to_string(), |c| c.spec().version.clone()),
+        ocr.cells().map_or(0, |c| c.spec().alphabet_prior.len()),
         samples.len()
     );
 
@@ -561,7 +569,9 @@ fn main() -> Result<()> {
             "model_crop": ocr.spec().crop,
             "model_resize": ocr.spec().resize,
             "model_max_squeeze": ocr.spec().max_squeeze,
+            "model_alphabet_prior": ocr.spec().alphabet_prior.len(),
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
+            "cells_alphabet_prior": ocr.cells().map(|c| c.spec().alphabet_prior.len()),
         },
         "command": command_line(),
         "images": {
@@ -615,14 +625,16 @@ fn print_markdown(r: &Value) {
     let ours = &r["ours"];
     let dd = &r["ddddocr"];
     println!(
-        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}`, cells `{}`; ddddocr {} (onnxruntime {}).",
+        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}` (alphabet prior: {} alphabets), cells `{}` (alphabet prior: {} alphabets); ddddocr {} (onnxruntime {}).",
         s(&r["machine"]["cpu"]),
         s(&r["machine"]["cores"]),
         s(&r["versions"]["rustc"]),
         s(&r["versions"]["tract-onnx"]),
         s(&r["versions"]["image"]),
         s(&r["versions"]["model"]),
+        s(&r["versions"]["model_alphabet_prior"]),
         s(&r["versions"]["cells"]),
+        s(&r["versions"]["cells_alphabet_prior"]),
         s(&dd["version"]),
         s(&dd["onnxruntime"]),
     );
