@@ -3,7 +3,7 @@
 # workspace (after a rustfmt check) — unit, protocol, store, OCR accuracy floors, and the end-to-end
 # tests that start the real `captchad` binary (crash/restart included, ALTCHA
 # and Cap pages of the Node widget site in tests/web solved natively, signed
-# callbacks) — then the AWS adapters and the six Lambda functions end to end on
+# callbacks) — then the OCR training side's tests (no torch), the AWS adapters and the six Lambda functions end to end on
 # LocalStack, then the official client libraries against a live captchad.
 # Installs what it needs itself; safe to re-run.
 set -euo pipefail
@@ -24,6 +24,9 @@ echo "== widget test site (npm ci, pinned)"
 
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
+
+echo "== OCR training side: generator draws, validation labels, alphabet priors (no torch)"
+./shared/ocr/training/test.sh
 
 echo "== infra/template.yaml: cfn-lint (pinned, own venv) + queue/function checks"
 ./infra/lint.sh

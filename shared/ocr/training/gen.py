@@ -213,6 +213,16 @@ def style_captcha_fonts(rng):
 
 # --------------------------------------------------------- multicolorcaptcha
 _MC = {}
+# A strip's text: rand_text this often, else four characters of the library's
+# own `ascii` alphabet (its other modes, digits and ABCDEF0-9, are subsets).
+MULTICOLOR_RAND_TEXT = 0.6
+MULTICOLOR_LIBRARY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def multicolor_text(rng: random.Random) -> str:
+    if rng.random() < MULTICOLOR_RAND_TEXT:
+        return rand_text(rng, 3, 8)
+    return "".join(rng.choice(MULTICOLOR_LIBRARY_ALPHABET) for _ in range(4))
 
 
 def style_multicolor(rng, text=None):
@@ -223,8 +233,7 @@ def style_multicolor(rng, text=None):
     if g is None:
         g = _MC[size_num] = CaptchaGenerator(size_num)
     if text is None:
-        text = rand_text(rng, 3, 8) if rng.random() < 0.6 else "".join(
-            rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(4))
+        text = multicolor_text(rng)
     cell = g.one_char_image_size
     multicolor = rng.random() < 0.7
     level = rng.randint(0, 3) if rng.random() < 0.8 else rng.randint(0, 5)

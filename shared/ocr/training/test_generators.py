@@ -1,0 +1,115 @@
+"""Tests of the training side that need no torch: the text the generators
+draw, the committed validation labels, and the alphabet priors.
+
+  python -m unittest test_generators      # from shared/ocr/training (run by ./test.sh)
+
+Needs numpy, pillow, captcha and multicolorcaptcha (requirements-gen.txt), and
+renders no image: every check here is on the generators' text draws.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import alphabet_prior  # noqa: E402
+import gen  # noqa: E402
+import make_validation  # noqa: E402
+
+
+class FixedMode(random.Random):
+    """A generator whose `random()` (rand_text's mode draw) is always `mode`."""
+
+    def __init__(self, mode: float):
+        super().__init__(7)
+        self.mode = mode
+
+    def random(self):
+        return self.mode
+
+    # Defined so that choice() and randint() keep drawing from the real bits
+    # (random.Random falls back to random() for them when only it is overridden).
+    def getrandbits(self, k):
+        return super().getrandbits(k)
+
+
+def validation_text(style: str, index: int) -> str:
+    """The text make_validation's sample `index` of `style` draws, before any pixel."""
+    rng = random.Random(f"{make_validation.SEED}:{style}:{index}")
+    if style in ("captcha-default", "captcha-fonts", "pillow"):
+        return gen.rand_text(rng, 3, 8)
+    if style == "multicolor":
+        rng.random()  # the size draw comes first
+        return gen.multicolor_text(rng)
+    if style == "calc":
+        return gen.calc_text(rng)
+    if style == "phrase":
+        return gen.phrase_text(rng)
+    raise ValueError(style)
+
+
+class TextDraws(unittest.TestCase):
+    def test_rand_text_draws_each_mode_from_its_alphabet(self):
+        for (bound, alphabet), mode in zip(gen.TEXT_MODES, (0.0, 0.2, 0.35)):
+            self.assertLess(mode, bound)
+            rng = FixedMode(mode)
+            for _ in range(50):
+                text = gen.rand_text(rng, 3, 8)
+                self.assertTrue(3 <= len(text) <= 8, text)
+                self.assertTrue(set(text) <= set(alphabet), (alphabet, text))
+        rng = FixedMode(0.99)
+        drawn = set("".join(gen.rand_text(rng, 8, 8) for _ in range(400)))
+        self.assertEqual(drawn, set(gen.ALNUM))
+
+    def test_the_committed_validation_labels_are_the_generators_draws(self):
+        val = os.path.normpath(os.path.join(HERE, "..", "validation"))
+        for style, count in make_validation.COUNTS.items():
+            with open(os.path.join(val, style, "labels.tsv")) as f:
+                labels = [line.rstrip("\n").split("\t")[1] for line in f if line.strip()]
+            self.assertEqual(len(labels), count, style)
+            drawn = [validation_text(style, i) for i in range(count)]
+            self.assertEqual(drawn, labels, style)
+
+
+class AlphabetPriors(unittest.TestCase):
+    def test_the_main_model_json_holds_rand_texts_prior(self):
+        with open(alphabet_prior.MODEL_JSON["main"]) as f:
+            spec = json.load(f)
+        self.assertEqual(spec["alphabet_prior"], alphabet_prior.main_prior())
+        self.assertEqual(alphabet_prior.check(), [])
+
+    def test_each_prior_sums_to_one_over_distinct_alphabets(self):
+        for name, prior in alphabet_prior.PRIORS.items():
+            entries = prior()
+            self.assertAlmostEqual(sum(e["share"] for e in entries), 1.0, places=6, msg=name)
+            sets = [frozenset(e["alphabet"]) for e in entries]
+            self.assertEqual(len(sets), len(set(sets)), name)
+            for e in entries:
+                self.assertEqual(len(set(e["alphabet"])), len(e["alphabet"]), e)
+
+    def test_the_cells_prior_is_what_multicolor_text_draws(self):
+        # GIVEN 20,000 strip texts THEN the share with no lower-case letter is
+        # what the prior says: its digits and digits + upper alphabets, plus
+        # the strings of the other two that happen to draw no lower-case letter
+        rng = random.Random(2212)
+        texts = [gen.multicolor_text(rng) for _ in range(20000)]
+        observed = sum(not any(c.islower() for c in t) for t in texts) / len(texts)
+        lengths = range(3, 9)
+        expected = 0.0
+        for e in alphabet_prior.cells_prior():
+            a = e["alphabet"]
+            no_lower = sum(1 for c in a if not c.islower()) / len(a)
+            if no_lower == 1.0:
+                expected += e["share"]
+            else:
+                # only rand_text draws from these: lengths 3-8, uniform
+                expected += e["share"] * sum(no_lower ** n for n in lengths) / len(lengths)
+        self.assertAlmostEqual(observed, expected, delta=0.012)
+
+
+if __name__ == "__main__":
+    unittest.main()
