@@ -76,10 +76,11 @@ class TextDraws(unittest.TestCase):
 
 
 class AlphabetPriors(unittest.TestCase):
-    def test_the_main_model_json_holds_rand_texts_prior(self):
-        with open(alphabet_prior.MODEL_JSON["main"]) as f:
-            spec = json.load(f)
-        self.assertEqual(spec["alphabet_prior"], alphabet_prior.main_prior())
+    def test_each_model_json_holds_its_generators_prior(self):
+        for which, prior in alphabet_prior.PRIORS.items():
+            with open(alphabet_prior.MODEL_JSON[which]) as f:
+                spec = json.load(f)
+            self.assertEqual(spec["alphabet_prior"], prior(), which)
         self.assertEqual(alphabet_prior.check(), [])
 
     def test_each_prior_sums_to_one_over_distinct_alphabets(self):
