@@ -148,15 +148,16 @@ impl LogProbs {
 /// are the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlphabetPrior {
-    /// Per alphabet: its classes, and `ln share + ...` as above: the log
-    /// share and the per-character log bonus `ln(N / |A|)`.
     modes: Vec<PriorMode>,
 }
 
+/// One alphabet of an [`AlphabetPrior`], compiled.
 #[derive(Debug, Clone, PartialEq)]
 struct PriorMode {
     classes: Vec<u8>,
+    /// `ln s`.
     log_share: f32,
+    /// `ln(N / |A|)`, added per character.
     log_bonus: f32,
 }
 
@@ -231,17 +232,21 @@ impl AlphabetPrior {
             })
             .collect();
         let mut best: Option<(f32, Vec<u8>)> = None;
-        for mode in &self.modes {
+        'modes: for mode in &self.modes {
             let mut score = mode.log_share;
             let mut label = Vec::with_capacity(frames.len());
             for (&t, &norm) in frames.iter().zip(&norms) {
                 let row = lp.row(t);
-                let class = mode
+                let Some(class) = mode
                     .classes
                     .iter()
                     .copied()
                     .filter(|&k| allowed[usize::from(k)])
-                    .max_by(|&a, &b| row[usize::from(a)].total_cmp(&row[usize::from(b)]))?;
+                    .max_by(|&a, &b| row[usize::from(a)].total_cmp(&row[usize::from(b)]))
+                else {
+                    // The constraints mask this whole alphabet: it cannot be the text's.
+                    continue 'modes;
+                };
                 score += row[usize::from(class)] - norm + mode.log_bonus;
                 label.push(class);
             }
@@ -561,8 +566,9 @@ fn evaluate_calc(expr: &str) -> Option<i64> {
     }
 }
 
-/// The best path (per-step argmax, repeats collapsed, blanks dropped): its characters, each with the frame of its run (the steps it
-/// is the argmax of) least likely to be the blank.
+/// The best path (per-step argmax, repeats collapsed, blanks dropped): its
+/// characters, each with the frame of its run (the steps it is the argmax
+/// of) least likely to be the blank.
 fn best_path_frames(lp: &LogProbs) -> Vec<(u8, usize)> {
     let mut label: Vec<(u8, usize)> = Vec::new();
     let mut previous = 0usize;
@@ -1196,6 +1202,19 @@ mod tests {
         let steps = with_split("AB Cx", 4, vec![('c', 0.52), ('C', 0.48)]);
         let phrase = Constraints { phrase: true, ..cs() };
         assert_eq!(run_prior(&steps, phrase).expect("phrase").text, "AB Cc");
+    }
+
+    #[test]
+    fn an_alphabet_the_constraints_mask_is_skipped_not_fatal() {
+        // GIVEN a prior whose likeliest alphabet holds only symbols (masked
+        // without calc) beside upper-case + digits
+        let prior = AlphabetPrior::new(&charset(), [("+-*", 0.5), ("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 0.2)])
+            .expect("prior");
+        let steps = with_split("ABx", 2, vec![('c', 0.52), ('C', 0.48)]);
+        let steps: Vec<&[(char, f32)]> = steps.iter().map(Vec::as_slice).collect();
+        // THEN the other alphabet still reads the text
+        let answer = decode_with_prior(&matrix(&steps), &charset(), &cs(), Some(&prior)).expect("read");
+        assert_eq!(answer.text, "ABC");
     }
 
     #[test]
