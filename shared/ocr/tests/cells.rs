@@ -183,7 +183,7 @@ fn the_cells_alphabet_prior_reads_a_strips_case_from_its_other_cells() {
     // GIVEN the committed cell reader, as embedded (with its alphabet prior) and without the prior
     let dir = Path::new(OCR_DIR).join(CELLS_DIR);
     let onnx = std::fs::read(dir.join("cells.onnx")).expect("cells.onnx");
-    let mut spec: serde_json::Value =
+    let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("json");
     assert!(spec["alphabet_prior"].as_array().is_some_and(|a| !a.is_empty()), "model-cells/model.json has a prior");
     let with_prior = |prior: serde_json::Value| {
