@@ -35,8 +35,7 @@ use tract_onnx::prelude::*;
 
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
-use crate::model::AlphabetShare;
-use crate::model::{plan_for, read_model_file, Plan};
+use crate::model::{plan_for, read_model_file, AlphabetShare, Plan};
 use crate::preprocess::{resize_bilinear_planes, Region};
 
 /// `model-cells/model.json`: the cell model's input and the splitting rules.
