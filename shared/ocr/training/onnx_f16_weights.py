@@ -39,6 +39,18 @@ def convert(model: onnx.ModelProto, min_size: int = 16) -> int:
     return n
 
 
+def float_initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Every initializer by name, plus, for each Cast-to-f32 of one (what
+    convert() writes), its output name with the weights back in f32: the
+    weights a reader of the original graph expects."""
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for n in graph.node:
+        to = next((a.i for a in n.attribute if a.name == "to"), None)
+        if n.op_type == "Cast" and to == TensorProto.FLOAT and n.input[0] in inits:
+            inits[n.output[0]] = inits[n.input[0]].astype(np.float32)
+    return inits
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("src")

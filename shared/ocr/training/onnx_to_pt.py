@@ -24,11 +24,11 @@ import sys
 import numpy as np
 import onnx
 import torch
-from onnx import numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from model import CtcConvNet  # noqa: E402
+from onnx_f16_weights import float_initializers  # noqa: E402
 from train import CHARSET  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--cells", action="store_true", help="the glyph-cell reader (train_cells.py's CellNet)")
     a = ap.parse_args()
     g = onnx.load(a.onnx).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inits = float_initializers(g)  # f16-stored weights (onnx_f16_weights.py) come back as f32
     convs = [(inits[n.input[1]], inits[n.input[2]] if len(n.input) > 2 else None) for n in g.node if n.op_type == "Conv"]
     if a.cells:
         model, shape = cell_net(a.onnx, convs)
