@@ -1,6 +1,7 @@
 """Write the committed validation sets to shared/ocr/validation/<style>/ (+ labels.tsv).
 
   python make_validation.py [--scale 1.0]
+  python make_validation.py --seed 616161 --out /tmp/tune --styles multicolor --n 600   # a held-out tuning set
 
 Seed 424242 (training uses 1000, the in-training check 7777). Files are saved as
 PNG / JPEG / GIF (mixed) straight from the generator (no extra re-encoding).
@@ -27,16 +28,22 @@ FORMATS = {"captcha-default": (0.55, 0.45, 0.0), "multicolor": (0.6, 0.25, 0.15)
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=SEED, help="another seed makes a held-out set (not the committed one)")
+    ap.add_argument("--out", default=VAL_DIR)
+    ap.add_argument("--styles", default=",".join(COUNTS))
+    ap.add_argument("--n", type=int, default=0, help="images per style (default: COUNTS x --scale)")
     a = ap.parse_args()
-    for style, n in COUNTS.items():
-        n = max(1, int(n * a.scale))
-        d = os.path.join(VAL_DIR, style)
+    if (a.seed == SEED) != (os.path.abspath(a.out) == VAL_DIR):
+        ap.error("the committed sets use seed 424242 in ../validation, and nothing else does")
+    for style in a.styles.split(","):
+        n = a.n or max(1, int(COUNTS[style] * a.scale))
+        d = os.path.join(a.out, style)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         rows = []
         for i in range(n):
-            img, text = gen.make_sample(style, SEED, i, encode=False)
-            r = random.Random(f"fmt:{SEED}:{style}:{i}").random()
+            img, text = gen.make_sample(style, a.seed, i, encode=False)
+            r = random.Random(f"fmt:{a.seed}:{style}:{i}").random()
             p_png, p_jpg, _ = FORMATS.get(style, (0.45, 0.4, 0.15))
             if r < p_png:
                 name = f"{i:04d}.png"
