@@ -60,6 +60,21 @@ pub struct CellSpec {
     /// [`crate::ctc::AlphabetPrior`]); absent or empty: none.
     #[serde(default)]
     pub alphabet_prior: Vec<AlphabetShare>,
+    /// Test-time shifts (MODEL.md, attempt 23): a cell whose surest class has
+    /// a probability below `tta_below` is read again moved by each `[dy, dx]`
+    /// pixels of the S×S cell (the uncovered border repeats the edge, as
+    /// training's `shift` augmentation does), and its distribution becomes
+    /// the normalised geometric mean of all its readings. Absent or empty:
+    /// one reading per cell.
+    #[serde(default)]
+    pub tta_shifts: Vec<[i32; 2]>,
+    /// See `tta_shifts`; absent: 1.0, every cell.
+    #[serde(default = "every_cell")]
+    pub tta_below: f32,
+}
+
+fn every_cell() -> f32 {
+    1.0
 }
 
 /// Where the cells of a strip are: rows `[top, bottom)`, and per cell its
@@ -109,6 +124,9 @@ impl CellReader {
             || spec.min_cells > spec.max_cells
             || spec.max_cells > 64
             || !(spec.std.is_finite() && spec.std != 0.0 && spec.mean.is_finite())
+            || !(spec.tta_below > 0.0 && spec.tta_below <= 1.0)
+            || spec.tta_shifts.len() > 48
+            || spec.tta_shifts.iter().flatten().any(|d| d.unsigned_abs() >= spec.cell_size / 2)
         {
             return Err(OcrError::Model(format!("cells: implausible model.json {spec:?}")));
         }
@@ -142,6 +160,31 @@ impl CellReader {
         Ok(data.iter().copied().collect())
     }
 
+    /// One cell's log-probabilities from its `[3, S, S]` bytes (step 5):
+    /// steps 6 and 7 and the model, then the test-time shifts when the
+    /// cell is unsure (`tta_shifts`, `tta_below`).
+    pub fn classify_cell(&self, bytes: &[u8]) -> Result<Vec<f32>, OcrError> {
+        let lp = self.classify(&self.normalised(bytes.to_vec()))?;
+        let classes = lp.len();
+        let first = LogProbs::new(1, classes, lp)?;
+        if self.spec.tta_shifts.is_empty() || first.least_sure() >= self.spec.tta_below {
+            return Ok(first.row(0).to_vec());
+        }
+        let s = self.spec.cell_size as usize;
+        let mut readings = vec![first];
+        for &[dy, dx] in &self.spec.tta_shifts {
+            let moved = self.classify(&self.normalised(shift_cell(bytes, s, dy, dx)))?;
+            readings.push(LogProbs::new(1, classes, moved)?);
+        }
+        Ok(LogProbs::log_mean(&readings)?.row(0).to_vec())
+    }
+
+    /// Steps 6 and 7: the model's input from a cell's bytes.
+    fn normalised(&self, mut bytes: Vec<u8>) -> Vec<f32> {
+        features(&mut bytes);
+        bytes.iter().map(|&v| (f32::from(v) / 255.0 - self.spec.mean) / self.spec.std).collect()
+    }
+
     /// Maps the glyph classes onto `charset` (a main model's). Errors if the
     /// cell model reads a character the charset lacks.
     pub fn map_onto(&self, charset: &Charset) -> Result<CellMap, OcrError> {
@@ -172,11 +215,8 @@ impl CellReader {
         let mut data = Vec::with_capacity((2 * strip.columns.len()) * classes);
         let mut not_glyphs = 0;
         for cell in 0..strip.columns.len() {
-            let mut bytes = cell_u8(rgb, &strip, cell, self.spec.cell_size);
-            features(&mut bytes);
-            let input: Vec<f32> =
-                bytes.iter().map(|&v| (f32::from(v) / 255.0 - self.spec.mean) / self.spec.std).collect();
-            let lp = self.classify(&input)?;
+            let bytes = cell_u8(rgb, &strip, cell, self.spec.cell_size);
+            let lp = self.classify_cell(&bytes)?;
             let best = lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k);
             if best == Some(self.spec.not_a_glyph as usize) {
                 not_glyphs += 1;
@@ -259,6 +299,22 @@ pub fn cell_u8(rgb: &RgbImage, strip: &Strip, cell: usize, size: u32) -> Vec<u8>
     resize_bilinear_planes::<3>(region, s, s)
 }
 
+/// A `[3, S, S]` cell moved `dy` rows down and `dx` columns right, the
+/// uncovered border filled by repeating the edge (numpy's `pad(mode="edge")`
+/// then a crop, as training's `shift`).
+pub fn shift_cell(cell: &[u8], s: usize, dy: i32, dx: i32) -> Vec<u8> {
+    let last = s as i64 - 1;
+    let from = |i: usize, d: i32| (i as i64 - i64::from(d)).clamp(0, last) as usize;
+    let mut out = Vec::with_capacity(cell.len());
+    for plane in cell.chunks_exact(s * s) {
+        for y in 0..s {
+            let row = &plane[from(y, dy) * s..][..s];
+            out.extend((0..s).map(|x| row[from(x, dx)]));
+        }
+    }
+    out
+}
+
 /// Step 6 on one `[3, S, S]` cell, in place: each channel's values become
 /// their distance to the channel's median (element `S*S/2` of its sorted
 /// values).
@@ -308,6 +364,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shifted_cell_repeats_its_edge() {
+        // One 3x3 plane per channel; the second is the first plus 100.
+        let plane = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+        let cell: Vec<u8> = plane.iter().chain(plane.iter()).chain(plane.iter()).copied().collect();
+        let mut cell = cell;
+        for v in &mut cell[9..18] {
+            *v += 100;
+        }
+        assert_eq!(shift_cell(&cell, 3, 0, 0), cell);
+        let right = shift_cell(&cell, 3, 0, 1);
+        assert_eq!(&right[..9], &[1, 1, 2, 4, 4, 5, 7, 7, 8]);
+        assert_eq!(&right[9..18], &[101, 101, 102, 104, 104, 105, 107, 107, 108]);
+        let up_left = shift_cell(&cell, 3, -1, -2);
+        assert_eq!(&up_left[..9], &[6, 6, 6, 9, 9, 9, 9, 9, 9]);
+    }
+
+    #[test]
     fn a_strip_is_cut_into_square_cells_between_dark_margins() {
         let spec = CellSpec {
             cell_size: 8,
@@ -323,6 +396,8 @@ mod tests {
             std: 0.5,
             version: "test".into(),
             alphabet_prior: Vec::new(),
+            tta_shifts: Vec::new(),
+            tta_below: 1.0,
         };
         // 40x20 black canvas, a 40x10 coloured band at rows 5..15: 4 cells of 10.
         let mut img = RgbImage::from_pixel(40, 20, image::Rgb([0, 0, 0]));

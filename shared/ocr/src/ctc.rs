@@ -133,6 +133,48 @@ impl LogProbs {
     fn row_mut(&mut self, t: usize) -> &mut [f32] {
         &mut self.data[t * self.classes..(t + 1) * self.classes]
     }
+
+    /// The probability of the likeliest class at the least sure step (1 for
+    /// no steps): how sure the reading is before any decode.
+    pub fn least_sure(&self) -> f32 {
+        (0..self.steps).map(|t| row_max(self.row(t)).exp()).fold(1.0, f32::min)
+    }
+
+    /// Several readings of the same input, combined step by step: the mean
+    /// of their log-probabilities, renormalised (the normalised geometric
+    /// mean of the distributions). Errors unless all have one shape.
+    pub fn log_mean(readings: &[LogProbs]) -> Result<LogProbs, OcrError> {
+        let first = readings.first().ok_or_else(|| OcrError::Model("log_mean of no readings".into()))?;
+        if readings.iter().any(|r| r.steps != first.steps || r.classes != first.classes) {
+            return Err(OcrError::Model("log_mean of readings of different shapes".into()));
+        }
+        let mut data = vec![0.0f32; first.data.len()];
+        for r in readings {
+            for (sum, v) in data.iter_mut().zip(&r.data) {
+                *sum += v;
+            }
+        }
+        let n = readings.len() as f32;
+        for row in data.chunks_exact_mut(first.classes) {
+            row.iter_mut().for_each(|v| *v /= n);
+            log_normalise(row);
+        }
+        LogProbs::new(first.steps, first.classes, data)
+    }
+}
+
+fn row_max(row: &[f32]) -> f32 {
+    row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Makes a row of log-weights log-probabilities (subtracts their log-sum-exp).
+pub(crate) fn log_normalise(row: &mut [f32]) {
+    let max = row_max(row);
+    if !max.is_finite() {
+        return;
+    }
+    let log_total = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+    row.iter_mut().for_each(|v| *v -= log_total);
 }
 
 /// A prior over the alphabet a whole text is drawn from (`model.json`'s
@@ -823,6 +865,31 @@ mod tests {
     use super::*;
 
     const CHARSET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+-*=? ";
+
+    #[test]
+    fn readings_combine_as_a_normalised_geometric_mean() {
+        let ln = |v: &[f32]| v.iter().map(|p| p.ln()).collect::<Vec<f32>>();
+        // Two steps of three classes; the second reading is unsure at step 0.
+        let a = LogProbs::new(2, 3, [ln(&[0.8, 0.1, 0.1]), ln(&[0.2, 0.2, 0.6])].concat()).expect("a");
+        let b = LogProbs::new(2, 3, [ln(&[0.2, 0.4, 0.4]), ln(&[0.2, 0.2, 0.6])].concat()).expect("b");
+        assert!((a.least_sure() - 0.6).abs() < 1e-6);
+        assert!((b.least_sure() - 0.4).abs() < 1e-6);
+        let m = LogProbs::log_mean(&[a.clone(), b]).expect("same shape");
+        // Step 0: sqrt(0.8*0.2) = 0.4, sqrt(0.1*0.4) = 0.2 twice, renormalised over 0.8.
+        let p0: Vec<f32> = m.row(0).iter().map(|v| v.exp()).collect();
+        for (got, want) in p0.iter().zip([0.5, 0.25, 0.25]) {
+            assert!((got - want).abs() < 1e-5, "{p0:?}");
+        }
+        // Step 1 agreed: unchanged.
+        for (got, want) in m.row(1).iter().zip(a.row(1)) {
+            assert!((got - want).abs() < 1e-5);
+        }
+        let alone = LogProbs::log_mean(std::slice::from_ref(&a)).expect("one");
+        assert!((0..2).all(|t| alone.row(t).iter().zip(a.row(t)).all(|(x, y)| (x - y).abs() < 1e-6)));
+        let other = LogProbs::new(1, 3, ln(&[0.2, 0.4, 0.4])).expect("other");
+        assert!(LogProbs::log_mean(&[a, other]).is_err());
+        assert!(LogProbs::log_mean(&[]).is_err());
+    }
 
     fn charset() -> Charset {
         Charset::new(CHARSET).expect("charset")

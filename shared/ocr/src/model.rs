@@ -43,6 +43,21 @@ pub struct ModelSpec {
     /// or empty: none.
     #[serde(default)]
     pub alphabet_prior: Vec<AlphabetShare>,
+    /// Test-time shifts (MODEL.md, attempt 23): when the least sure step of
+    /// a reading has its likeliest class below `tta_below`, the model reads
+    /// the input again moved by each of these rows (down if positive; the
+    /// uncovered rows repeat the edge), and the steps' distributions become
+    /// the normalised geometric mean of all readings. Rows only: a column
+    /// shift moves the text across the CTC steps. Absent or empty: one run.
+    #[serde(default)]
+    pub tta_rows: Vec<i32>,
+    /// See `tta_rows`; absent: 1.0, every reading.
+    #[serde(default = "every_reading")]
+    pub tta_below: f32,
+}
+
+fn every_reading() -> f32 {
+    1.0
 }
 
 /// One entry of `alphabet_prior`.
@@ -197,6 +212,15 @@ impl Ocr {
             }
             _ => {}
         }
+        if !(spec.tta_below > 0.0 && spec.tta_below <= 1.0)
+            || spec.tta_rows.len() > 16
+            || spec.tta_rows.iter().any(|d| d.unsigned_abs() >= spec.input_height / 2)
+        {
+            return Err(OcrError::Model(format!(
+                "tta_rows {:?} / tta_below {}: at most 16 shifts of under half the height, 0 < tta_below <= 1",
+                spec.tta_rows, spec.tta_below
+            )));
+        }
         let charset = Charset::new(&spec.charset)?;
         let prior = compile_prior(&charset, &spec.alphabet_prior)?;
         let (h, w) = (spec.input_height as usize, spec.input_width as usize);
@@ -260,7 +284,7 @@ impl Ocr {
                 return answer;
             }
         }
-        let log_probs = self.infer(&self.line_input(&rgb))?;
+        let log_probs = self.read_line(&self.line_input(&rgb))?;
         self.decode(&log_probs, constraints)
     }
 
@@ -319,6 +343,22 @@ impl Ocr {
         let data =
             output.to_plain_array_view::<f32>().map_err(|e| OcrError::Model(format!("output is not f32: {e}")))?;
         LogProbs::new(shape[1], classes, data.iter().copied().collect())
+    }
+
+    /// The main model's reading of one input: one run, and when that
+    /// reading is unsure and the model.json asks for it, one more per row
+    /// shift, combined (`tta_rows`, `tta_below`).
+    pub fn read_line(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
+        let first = self.infer(input)?;
+        if self.spec.tta_rows.is_empty() || first.least_sure() >= self.spec.tta_below {
+            return Ok(first);
+        }
+        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let mut readings = vec![first];
+        for &dy in &self.spec.tta_rows {
+            readings.push(self.infer(&preprocess::shift_rows(input, h, w, dy))?);
+        }
+        LogProbs::log_mean(&readings)
     }
 
     /// Decodes the main model's output under `constraints`, with the

@@ -330,6 +330,18 @@ pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
     normalize(&fit_to_canvas(gray, spec), spec.mean, spec.std)
 }
 
+/// An `[h*w]` image moved `dy` rows down (up if negative), the uncovered
+/// rows repeating the edge row.
+pub fn shift_rows<T: Copy>(image: &[T], h: usize, w: usize, dy: i32) -> Vec<T> {
+    let last = h as i64 - 1;
+    let mut out = Vec::with_capacity(image.len());
+    for y in 0..h {
+        let from = (y as i64 - i64::from(dy)).clamp(0, last) as usize;
+        out.extend_from_slice(&image[from * w..(from + 1) * w]);
+    }
+    out
+}
+
 /// Pillow's `Image.resize(size, BILINEAR)` on an 8-bit gray image: a
 /// horizontal pass then a vertical one, each with the triangle filter widened
 /// by the downscale factor, 22-bit fixed-point weights and rounding to u8
@@ -498,6 +510,14 @@ fn triangle(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifted_rows_repeat_the_edge_row() {
+        let img: Vec<u8> = (1..=8).collect(); // 4 rows of 2
+        assert_eq!(shift_rows(&img, 4, 2, 0), img);
+        assert_eq!(shift_rows(&img, 4, 2, 1), vec![1, 2, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(shift_rows(&img, 4, 2, -2), vec![5, 6, 7, 8, 7, 8, 7, 8]);
+    }
 
     fn png(img: &DynamicImage) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());

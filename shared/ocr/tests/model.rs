@@ -175,6 +175,47 @@ fn an_alphabet_prior_in_model_json_reads_a_real_image_and_a_bad_one_fails_the_lo
 }
 
 #[test]
+fn row_shifts_in_model_json_reread_only_unsure_inputs_and_a_bad_one_fails_the_load() {
+    // The mechanism of attempt 23 part A (not in the committed model.json:
+    // the validation images did not gain what its rule asked).
+    let dir = Path::new(OCR_DIR).join("model");
+    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
+    let with = |rows: serde_json::Value, below: f64| {
+        let mut j = json.clone();
+        j["tta_rows"] = rows;
+        j["tta_below"] = serde_json::json!(below);
+        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+    };
+    let plain = with(serde_json::json!([]), 1.0).expect("no shifts");
+    let shifted = with(serde_json::json!([1, -1]), 0.7).expect("row shifts load");
+    // GIVEN captcha-fonts images read both ways
+    let (mut reread, mut kept) = (0, 0);
+    for (name, bytes, _) in validation("captcha-fonts", 40) {
+        let rgb = plain.decode_image(&bytes).expect("decodes");
+        let x = plain.line_input(&rgb);
+        let alone = plain.read_line(&x).expect("runs");
+        let both = shifted.read_line(&x).expect("runs");
+        if alone.least_sure() >= 0.7 {
+            // THEN a sure reading is left exactly as it was
+            assert_eq!(alone, both, "{name}");
+            kept += 1;
+        } else {
+            // AND an unsure one is combined with its shifted readings
+            assert_ne!(alone, both, "{name}");
+            reread += 1;
+        }
+    }
+    assert!(reread > 0 && kept > 0, "{reread} re-read, {kept} kept: both kinds are exercised");
+    // AND shifts of half the height or more, or a threshold outside (0, 1], fail the load
+    for (rows, below) in [(serde_json::json!([24]), 0.7), (serde_json::json!([1]), 0.0), (serde_json::json!([1]), 1.5)]
+    {
+        assert!(matches!(with(rows.clone(), below), Err(OcrError::Model(_))), "{rows} {below}");
+    }
+}
+
+#[test]
 fn each_style_reads_at_or_above_its_floor() {
     reads_at_or_above(ocr(), FLOORS);
 }

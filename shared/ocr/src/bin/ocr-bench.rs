@@ -288,7 +288,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
                 }
             }
             let x = ocr.line_input(&rgb);
-            let Some(lp) = timed(&mut || ocr.infer(&x).map(Some))? else { return Ok(None) };
+            let Some(lp) = timed(&mut || ocr.read_line(&x).map(Some))? else { return Ok(None) };
             Ok(ocr.decode(&lp, &cs).ok().map(|a| (a, lp, false)))
         });
         let (answer, model) = match read {
@@ -350,7 +350,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
 fn model_step(ocr: &Ocr, rgb: &image::RgbImage, x: &[f32], cs: &Constraints, main: bool) -> Result<(), OcrError> {
     std::hint::black_box(ocr.infer_cells(rgb, cs)?);
     if main {
-        std::hint::black_box(ocr.infer(x)?);
+        std::hint::black_box(ocr.read_line(x)?);
     }
     Ok(())
 }
@@ -572,6 +572,8 @@ fn main() -> Result<()> {
             "model_alphabet_prior": ocr.spec().alphabet_prior.len(),
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
             "cells_alphabet_prior": ocr.cells().map(|c| c.spec().alphabet_prior.len()),
+            "model_tta": {"rows": ocr.spec().tta_rows, "below": ocr.spec().tta_below},
+            "cells_tta": ocr.cells().map(|c| json!({"shifts": c.spec().tta_shifts, "below": c.spec().tta_below})),
         },
         "command": command_line(),
         "images": {
@@ -625,7 +627,7 @@ fn print_markdown(r: &Value) {
     let ours = &r["ours"];
     let dd = &r["ddddocr"];
     println!(
-        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}` (alphabet prior: {} alphabets), cells `{}` (alphabet prior: {} alphabets); ddddocr {} (onnxruntime {}).",
+        "Machine: {}, {} cores. Versions: {}, tract-onnx {}, image {}; model `{}` (alphabet prior: {} alphabets; test-time shifts {}), cells `{}` (alphabet prior: {} alphabets; test-time shifts {}); ddddocr {} (onnxruntime {}).",
         s(&r["machine"]["cpu"]),
         s(&r["machine"]["cores"]),
         s(&r["versions"]["rustc"]),
@@ -633,8 +635,10 @@ fn print_markdown(r: &Value) {
         s(&r["versions"]["image"]),
         s(&r["versions"]["model"]),
         s(&r["versions"]["model_alphabet_prior"]),
+        s(&r["versions"]["model_tta"]),
         s(&r["versions"]["cells"]),
         s(&r["versions"]["cells_alphabet_prior"]),
+        s(&r["versions"]["cells_tta"]),
         s(&dd["version"]),
         s(&dd["onnxruntime"]),
     );
