@@ -486,6 +486,11 @@ fn ratio(k: usize, n: usize) -> f64 {
     }
 }
 
+/// An f32 setting as the decimal it was written as (0.7, not 0.699999988).
+fn rounded(v: f32) -> f64 {
+    (f64::from(v) * 1e6).round() / 1e6
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     if args.offset > 0 && args.anchor && !args.cost_pass {
@@ -572,8 +577,8 @@ fn main() -> Result<()> {
             "model_alphabet_prior": ocr.spec().alphabet_prior.len(),
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
             "cells_alphabet_prior": ocr.cells().map(|c| c.spec().alphabet_prior.len()),
-            "model_tta": {"rows": ocr.spec().tta_rows, "below": ocr.spec().tta_below},
-            "cells_tta": ocr.cells().map(|c| json!({"shifts": c.spec().tta_shifts, "below": c.spec().tta_below})),
+            "model_tta": {"rows": ocr.spec().tta_rows, "below": rounded(ocr.spec().tta_below)},
+            "cells_tta": ocr.cells().map(|c| json!({"shifts": c.spec().tta_shifts, "below": rounded(c.spec().tta_below)})),
         },
         "command": command_line(),
         "images": {
