@@ -36,7 +36,7 @@ use tract_onnx::prelude::*;
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
 use crate::model::{plan_for, read_model_file, AlphabetShare, Plan};
-use crate::preprocess::{resize_bilinear_planes, Region};
+use crate::preprocess::{resize_bilinear_planes, shift_planes, Region};
 
 /// `model-cells/model.json`: the cell model's input and the splitting rules.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -173,7 +173,7 @@ impl CellReader {
         let s = self.spec.cell_size as usize;
         let mut readings = vec![first];
         for &[dy, dx] in &self.spec.tta_shifts {
-            let moved = self.classify(&self.normalised(shift_cell(bytes, s, dy, dx)))?;
+            let moved = self.classify(&self.normalised(shift_planes(bytes, s, s, dy, dx)))?;
             readings.push(LogProbs::new(1, classes, moved)?);
         }
         Ok(LogProbs::log_mean(&readings)?.row(0).to_vec())
@@ -299,22 +299,6 @@ pub fn cell_u8(rgb: &RgbImage, strip: &Strip, cell: usize, size: u32) -> Vec<u8>
     resize_bilinear_planes::<3>(region, s, s)
 }
 
-/// A `[3, S, S]` cell moved `dy` rows down and `dx` columns right, the
-/// uncovered border filled by repeating the edge (numpy's `pad(mode="edge")`
-/// then a crop, as training's `shift`).
-pub fn shift_cell(cell: &[u8], s: usize, dy: i32, dx: i32) -> Vec<u8> {
-    let last = s as i64 - 1;
-    let from = |i: usize, d: i32| (i as i64 - i64::from(d)).clamp(0, last) as usize;
-    let mut out = Vec::with_capacity(cell.len());
-    for plane in cell.chunks_exact(s * s) {
-        for y in 0..s {
-            let row = &plane[from(y, dy) * s..][..s];
-            out.extend((0..s).map(|x| row[from(x, dx)]));
-        }
-    }
-    out
-}
-
 /// Step 6 on one `[3, S, S]` cell, in place: each channel's values become
 /// their distance to the channel's median (element `S*S/2` of its sorted
 /// values).
@@ -361,23 +345,6 @@ mod tests {
         let mut cell = vec![10, 10, 10, 250, 0, 100, 200, 255, 7, 7, 7, 7];
         features(&mut cell);
         assert_eq!(cell, vec![0, 0, 0, 240, 200, 100, 0, 55, 0, 0, 0, 0]);
-    }
-
-    #[test]
-    fn a_shifted_cell_repeats_its_edge() {
-        // One 3x3 plane per channel; the second is the first plus 100.
-        let plane = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
-        let cell: Vec<u8> = plane.iter().chain(plane.iter()).chain(plane.iter()).copied().collect();
-        let mut cell = cell;
-        for v in &mut cell[9..18] {
-            *v += 100;
-        }
-        assert_eq!(shift_cell(&cell, 3, 0, 0), cell);
-        let right = shift_cell(&cell, 3, 0, 1);
-        assert_eq!(&right[..9], &[1, 1, 2, 4, 4, 5, 7, 7, 8]);
-        assert_eq!(&right[9..18], &[101, 101, 102, 104, 104, 105, 107, 107, 108]);
-        let up_left = shift_cell(&cell, 3, -1, -2);
-        assert_eq!(&up_left[..9], &[6, 6, 6, 9, 9, 9, 9, 9, 9]);
     }
 
     #[test]

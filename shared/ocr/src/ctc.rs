@@ -157,7 +157,7 @@ impl LogProbs {
         let n = readings.len() as f32;
         for row in data.chunks_exact_mut(first.classes) {
             row.iter_mut().for_each(|v| *v /= n);
-            log_normalise(row);
+            log_softmax(row);
         }
         LogProbs::new(first.steps, first.classes, data)
     }
@@ -165,16 +165,6 @@ impl LogProbs {
 
 fn row_max(row: &[f32]) -> f32 {
     row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// Makes a row of log-weights log-probabilities (subtracts their log-sum-exp).
-pub(crate) fn log_normalise(row: &mut [f32]) {
-    let max = row_max(row);
-    if !max.is_finite() {
-        return;
-    }
-    let log_total = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-    row.iter_mut().for_each(|v| *v -= log_total);
 }
 
 /// A prior over the alphabet a whole text is drawn from (`model.json`'s
@@ -328,21 +318,7 @@ pub fn decode_with_prior(
         )));
     }
     let rules = Rules::new(charset, constraints);
-
-    // The distribution the answer is scored on: normalised, and with the two
-    // cases of a letter merged when case does not matter.
-    let mut normalized = log_probs.clone();
-    for t in 0..normalized.steps() {
-        log_softmax(normalized.row_mut(t));
-    }
-    let mut scored = normalized.clone();
-    for t in 0..scored.steps() {
-        let row = scored.row_mut(t);
-        for &(lower, upper) in &rules.case_pairs {
-            row[lower] = log_add(row[lower], row[upper]);
-            row[upper] = f32::NEG_INFINITY;
-        }
-    }
+    let (normalized, scored) = scored_matrices(log_probs, &rules);
     let mut masked = scored.clone();
     for t in 0..masked.steps() {
         for (v, &ok) in masked.row_mut(t).iter_mut().zip(&rules.allowed) {
@@ -390,6 +366,55 @@ pub fn decode_with_prior(
         text = text.to_lowercase();
     }
     Ok(Answer { text, confidence, raw })
+}
+
+/// The distribution answers are scored on: `log_probs` normalised, and a
+/// copy with the two cases of a letter merged when case does not matter.
+fn scored_matrices(log_probs: &LogProbs, rules: &Rules) -> (LogProbs, LogProbs) {
+    let mut normalized = log_probs.clone();
+    for t in 0..normalized.steps() {
+        log_softmax(normalized.row_mut(t));
+    }
+    let mut scored = normalized.clone();
+    for t in 0..scored.steps() {
+        let row = scored.row_mut(t);
+        for &(lower, upper) in &rules.case_pairs {
+            row[lower] = log_add(row[lower], row[upper]);
+            row[upper] = f32::NEG_INFINITY;
+        }
+    }
+    (normalized, scored)
+}
+
+/// `log P(raw | log_probs)` over all CTC alignments, on the distribution
+/// [`decode_with_prior`] scores its answer on (the two cases of a letter
+/// merged unless `constraints.case_sensitive`): how likely one reading finds
+/// an answer another reading gave ([`Answer::raw`]). Errors if `raw` has a
+/// character the charset lacks, or the matrix and charset disagree.
+pub fn answer_log_likelihood(
+    log_probs: &LogProbs,
+    charset: &Charset,
+    constraints: &Constraints,
+    raw: &str,
+) -> Result<f32, OcrError> {
+    if log_probs.classes() != charset.classes() {
+        return Err(OcrError::Model(format!(
+            "the model has {} classes, the charset {}",
+            log_probs.classes(),
+            charset.classes()
+        )));
+    }
+    let rules = Rules::new(charset, constraints);
+    let label = raw
+        .chars()
+        .map(|c| {
+            let class = charset.class_of(c).ok_or(OcrError::NoValidAnswer)?;
+            let class = rules.case_pairs.iter().find(|&&(_, upper)| upper == class).map_or(class, |&(lower, _)| lower);
+            Ok(class as u8)
+        })
+        .collect::<Result<Vec<u8>, OcrError>>()?;
+    let (_, scored) = scored_matrices(log_probs, &rules);
+    Ok(ctc_log_likelihood(&scored, &label))
 }
 
 /// Which character kinds a class is.

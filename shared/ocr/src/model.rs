@@ -43,15 +43,16 @@ pub struct ModelSpec {
     /// or empty: none.
     #[serde(default)]
     pub alphabet_prior: Vec<AlphabetShare>,
-    /// Test-time shifts (MODEL.md, attempt 23): when the least sure step of
-    /// a reading has its likeliest class below `tta_below`, the model reads
-    /// the input again moved by each of these rows (down if positive; the
-    /// uncovered rows repeat the edge), and the steps' distributions become
-    /// the normalised geometric mean of all readings. Rows only: a column
-    /// shift moves the text across the CTC steps. Absent or empty: one run.
+    /// Test-time shifts (MODEL.md, attempt 23 part C): when the least sure
+    /// step of a reading has its likeliest class below `tta_below`, the
+    /// model also reads the input moved by each `[dy, dx]` (rows down,
+    /// columns right; the uncovered border repeats the edge). Each
+    /// reading's decode is a candidate, and the answer is the candidate the
+    /// readings together find likeliest ([`Ocr::decode_readings`]). Absent
+    /// or empty: one run.
     #[serde(default)]
-    pub tta_rows: Vec<i32>,
-    /// See `tta_rows`; absent: 1.0, every reading.
+    pub tta_shifts: Vec<[i32; 2]>,
+    /// See `tta_shifts`; absent: 1.0, every reading.
     #[serde(default = "every_reading")]
     pub tta_below: f32,
 }
@@ -213,12 +214,14 @@ impl Ocr {
             _ => {}
         }
         if !(spec.tta_below > 0.0 && spec.tta_below <= 1.0)
-            || spec.tta_rows.len() > 16
-            || spec.tta_rows.iter().any(|d| d.unsigned_abs() >= spec.input_height / 2)
+            || spec.tta_shifts.len() > 24
+            || spec.tta_shifts.iter().any(|&[dy, dx]| {
+                dy.unsigned_abs() >= spec.input_height / 2 || dx.unsigned_abs() >= spec.input_width / 2
+            })
         {
             return Err(OcrError::Model(format!(
-                "tta_rows {:?} / tta_below {}: at most 16 shifts of under half the height, 0 < tta_below <= 1",
-                spec.tta_rows, spec.tta_below
+                "tta_shifts {:?} / tta_below {}: at most 24 shifts of under half the canvas, 0 < tta_below <= 1",
+                spec.tta_shifts, spec.tta_below
             )));
         }
         let charset = Charset::new(&spec.charset)?;
@@ -284,8 +287,8 @@ impl Ocr {
                 return answer;
             }
         }
-        let log_probs = self.read_line(&self.line_input(&rgb))?;
-        self.decode(&log_probs, constraints)
+        let readings = self.line_readings(&self.line_input(&rgb))?;
+        self.decode_readings(&readings, constraints)
     }
 
     /// The answer of a cell reading ([`Ocr::infer_cells`]), or `None` when no
@@ -345,20 +348,59 @@ impl Ocr {
         LogProbs::new(shape[1], classes, data.iter().copied().collect())
     }
 
-    /// The main model's reading of one input: one run, and when that
-    /// reading is unsure and the model.json asks for it, one more per row
-    /// shift, combined (`tta_rows`, `tta_below`).
-    pub fn read_line(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
+    /// The main model's readings of one input: one run, and when that
+    /// reading is unsure and the model.json asks for it, one more per
+    /// test-time shift (`tta_shifts`, `tta_below`).
+    pub fn line_readings(&self, input: &[f32]) -> Result<Vec<LogProbs>, OcrError> {
         let first = self.infer(input)?;
-        if self.spec.tta_rows.is_empty() || first.least_sure() >= self.spec.tta_below {
-            return Ok(first);
+        if self.spec.tta_shifts.is_empty() || first.least_sure() >= self.spec.tta_below {
+            return Ok(vec![first]);
         }
         let (h, w) = (self.input.height as usize, self.input.width as usize);
         let mut readings = vec![first];
-        for &dy in &self.spec.tta_rows {
-            readings.push(self.infer(&preprocess::shift_rows(input, h, w, dy))?);
+        for &[dy, dx] in &self.spec.tta_shifts {
+            readings.push(self.infer(&preprocess::shift_planes(input, h, w, dy, dx))?);
         }
-        LogProbs::log_mean(&readings)
+        Ok(readings)
+    }
+
+    /// The answer from [`Ocr::line_readings`] under `constraints`: the
+    /// first reading's decode when it is the only one. Otherwise each
+    /// reading's decode is a candidate, and the answer is the candidate with
+    /// the highest CTC log-likelihood summed over all the readings (the
+    /// earliest on a tie), its confidence the geometric mean of its
+    /// probability under them (MODEL.md, attempt 23 part C).
+    pub fn decode_readings(&self, readings: &[LogProbs], constraints: &Constraints) -> Result<Answer, OcrError> {
+        let (first, others) = readings.split_first().ok_or_else(|| OcrError::Model("no reading to decode".into()))?;
+        let first_answer = self.decode(first, constraints);
+        if others.is_empty() {
+            return first_answer;
+        }
+        let mut candidates: Vec<Answer> = Vec::with_capacity(readings.len());
+        for answer in std::iter::once(first_answer).chain(others.iter().map(|lp| self.decode(lp, constraints))) {
+            match answer {
+                Ok(answer) => {
+                    if !candidates.iter().any(|c| c.raw == answer.raw) {
+                        candidates.push(answer);
+                    }
+                }
+                Err(OcrError::NoValidAnswer) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut best: Option<(f32, Answer)> = None;
+        for candidate in candidates {
+            let mut score = 0.0;
+            for lp in readings {
+                score += ctc::answer_log_likelihood(lp, &self.charset, constraints, &candidate.raw)?;
+            }
+            if best.as_ref().is_none_or(|(top, _)| score > *top) {
+                best = Some((score, candidate));
+            }
+        }
+        let (score, mut answer) = best.ok_or(OcrError::NoValidAnswer)?;
+        answer.confidence = (score / readings.len() as f32).exp().clamp(0.0, 1.0);
+        Ok(answer)
     }
 
     /// Decodes the main model's output under `constraints`, with the

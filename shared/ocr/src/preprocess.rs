@@ -330,14 +330,22 @@ pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
     normalize(&fit_to_canvas(gray, spec), spec.mean, spec.std)
 }
 
-/// An `[h*w]` image moved `dy` rows down (up if negative), the uncovered
-/// rows repeating the edge row.
-pub fn shift_rows<T: Copy>(image: &[T], h: usize, w: usize, dy: i32) -> Vec<T> {
-    let last = h as i64 - 1;
-    let mut out = Vec::with_capacity(image.len());
-    for y in 0..h {
-        let from = (y as i64 - i64::from(dy)).clamp(0, last) as usize;
-        out.extend_from_slice(&image[from * w..(from + 1) * w]);
+/// Planes of `h*w` values (one or more, one after the other) moved `dy`
+/// rows down and `dx` columns right (up and left if negative), the
+/// uncovered border repeating the edge (numpy's `pad(mode="edge")` then a
+/// crop, as the trainers' shift augmentation). Any trailing values short
+/// of a whole plane are dropped.
+pub fn shift_planes<T: Copy>(planes: &[T], h: usize, w: usize, dy: i32, dx: i32) -> Vec<T> {
+    let from = |i: usize, d: i32, n: usize| (i as i64 - i64::from(d)).clamp(0, n as i64 - 1) as usize;
+    let mut out = Vec::with_capacity(planes.len());
+    if h == 0 || w == 0 {
+        return out;
+    }
+    for plane in planes.chunks_exact(h * w) {
+        for y in 0..h {
+            let row = &plane[from(y, dy, h) * w..][..w];
+            out.extend((0..w).map(|x| row[from(x, dx, w)]));
+        }
     }
     out
 }
@@ -512,11 +520,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shifted_rows_repeat_the_edge_row() {
+    fn shifted_planes_repeat_the_edge() {
         let img: Vec<u8> = (1..=8).collect(); // 4 rows of 2
-        assert_eq!(shift_rows(&img, 4, 2, 0), img);
-        assert_eq!(shift_rows(&img, 4, 2, 1), vec![1, 2, 1, 2, 3, 4, 5, 6]);
-        assert_eq!(shift_rows(&img, 4, 2, -2), vec![5, 6, 7, 8, 7, 8, 7, 8]);
+        assert_eq!(shift_planes(&img, 4, 2, 0, 0), img);
+        assert_eq!(shift_planes(&img, 4, 2, 1, 0), vec![1, 2, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(shift_planes(&img, 4, 2, -2, 0), vec![5, 6, 7, 8, 7, 8, 7, 8]);
+        assert_eq!(shift_planes(&img, 4, 2, 0, 1), vec![1, 1, 3, 3, 5, 5, 7, 7]);
+        // Two 3x3 planes, each moved on its own; the second is the first plus 100.
+        let plane = [1u8, 2, 3, 4, 5, 6, 7, 8, 9];
+        let two: Vec<u8> = plane.iter().copied().chain(plane.iter().map(|v| v + 100)).collect();
+        let right = shift_planes(&two, 3, 3, 0, 1);
+        assert_eq!(&right[..9], &[1, 1, 2, 4, 4, 5, 7, 7, 8]);
+        assert_eq!(&right[9..], &[101, 101, 102, 104, 104, 105, 107, 107, 108]);
+        assert_eq!(&shift_planes(&two, 3, 3, -1, -2)[..9], &[6, 6, 6, 9, 9, 9, 9, 9, 9]);
     }
 
     fn png(img: &DynamicImage) -> Vec<u8> {

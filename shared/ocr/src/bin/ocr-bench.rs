@@ -271,7 +271,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         let mut model = Duration::ZERO;
         let mut model_cpu = Some(0u64);
         // `Ocr::recognize`, in its steps, with the models' runs timed.
-        let mut timed = |run: &mut dyn FnMut() -> Result<Option<LogProbs>, OcrError>| {
+        let mut timed = |run: &mut dyn FnMut() -> Result<Option<Vec<LogProbs>>, OcrError>| {
             let cpu0 = thread_cpu_ns();
             let t1 = Instant::now();
             let out = run();
@@ -280,16 +280,16 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
             out
         };
         let read = ocr.decode_image(&s.bytes).and_then(|rgb| {
-            if let Some(lp) = timed(&mut || ocr.infer_cells(&rgb, &cs))? {
-                match ocr.decode_cells(&lp, &cs) {
+            if let Some(lp) = timed(&mut || Ok(ocr.infer_cells(&rgb, &cs)?.map(|lp| vec![lp])))? {
+                match lp.first().and_then(|lp| ocr.decode_cells(lp, &cs)) {
                     Some(Ok(answer)) => return Ok(Some((answer, lp, true))),
                     Some(Err(_)) => return Ok(None),
                     None => {}
                 }
             }
             let x = ocr.line_input(&rgb);
-            let Some(lp) = timed(&mut || ocr.read_line(&x).map(Some))? else { return Ok(None) };
-            Ok(ocr.decode(&lp, &cs).ok().map(|a| (a, lp, false)))
+            let Some(readings) = timed(&mut || ocr.line_readings(&x).map(Some))? else { return Ok(None) };
+            Ok(ocr.decode_readings(&readings, &cs).ok().map(|a| (a, readings, false)))
         });
         let (answer, model) = match read {
             Ok(answer) => (answer, Some(model)),
@@ -316,7 +316,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
             score.with_bound += 1;
             score.bound += bound;
         }
-        let Some((answer, lp, by_cells)) = answer else { continue };
+        let Some((answer, readings, by_cells)) = answer else { continue };
         score.by_cells += usize::from(by_cells);
         if let Some((pattern, _)) = &s.same {
             score.forgiven += usize::from(matches(pattern, &answer.text));
@@ -324,10 +324,13 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         // Case-insensitive: the same output decoded as for `regsense=0`, by
         // the decode that answered (the cells' or the main model's).
         let ci = constraints_for(&s.style, false);
-        let read_ci =
-            if by_cells { ocr.decode_cells(&lp, &ci).and_then(Result::ok) } else { ocr.decode(&lp, &ci).ok() }
-                .map(|a| a.raw.to_lowercase())
-                .unwrap_or_default();
+        let read_ci = if by_cells {
+            readings.first().and_then(|lp| ocr.decode_cells(lp, &ci)).and_then(Result::ok)
+        } else {
+            ocr.decode_readings(&readings, &ci).ok()
+        }
+        .map(|a| a.raw.to_lowercase())
+        .unwrap_or_default();
         if s.style == "calc" {
             // Scored on the expression read, as ddddocr is; the result on the side.
             score.exact += usize::from(answer.raw == s.label);
@@ -350,7 +353,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
 fn model_step(ocr: &Ocr, rgb: &image::RgbImage, x: &[f32], cs: &Constraints, main: bool) -> Result<(), OcrError> {
     std::hint::black_box(ocr.infer_cells(rgb, cs)?);
     if main {
-        std::hint::black_box(ocr.read_line(x)?);
+        std::hint::black_box(ocr.line_readings(x)?);
     }
     Ok(())
 }
@@ -577,7 +580,7 @@ fn main() -> Result<()> {
             "model_alphabet_prior": ocr.spec().alphabet_prior.len(),
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
             "cells_alphabet_prior": ocr.cells().map(|c| c.spec().alphabet_prior.len()),
-            "model_tta": {"rows": ocr.spec().tta_rows, "below": rounded(ocr.spec().tta_below)},
+            "model_tta": {"shifts": ocr.spec().tta_shifts, "below": rounded(ocr.spec().tta_below)},
             "cells_tta": ocr.cells().map(|c| json!({"shifts": c.spec().tta_shifts, "below": rounded(c.spec().tta_below)})),
         },
         "command": command_line(),
