@@ -300,8 +300,9 @@ pub fn decode(log_probs: &LogProbs, charset: &Charset, constraints: &Constraints
 }
 
 /// [`decode`], with an [`AlphabetPrior`] choosing the characters of the best
-/// path when the constraints leave it the answer (`numeric=0`, no `calc`,
-/// `phrase` or length bound). With `regsense=0` the prior reads the
+/// path when the constraints leave it the answer (`numeric=0`, no `calc` or
+/// `phrase`, and no length bound it misses: a bound the best path meets
+/// changes nothing). With `regsense=0` the prior reads the
 /// probabilities before the cases are merged, and the answer is lower-cased
 /// as ever.
 pub fn decode_with_prior(
@@ -329,8 +330,11 @@ pub fn decode_with_prior(
     }
 
     let mut label = None;
-    if !rules.needs_search() {
-        let path = best_path_frames(&masked);
+    let path = best_path_frames(&masked);
+    // A length bound the best path already meets changes nothing: the answer
+    // is the one without it (prior included), so a client that sends the
+    // length it expects gets the same reading as one that does not.
+    if !rules.needs_search() || (rules.only_length_bounds() && rules.length_ok(path.len())) {
         let prior = prior.filter(|_| rules.numeric == 0 && !path.is_empty());
         let read = prior.and_then(|prior| {
             let frames: Vec<usize> = path.iter().map(|&(_, t)| t).collect();
@@ -499,6 +503,16 @@ impl Rules {
     /// Whether masking alone cannot guarantee a valid best path.
     fn needs_search(&self) -> bool {
         self.calc || self.phrase || self.numeric >= 3 || self.min_len > 1 || self.max_len.is_some()
+    }
+
+    /// Whether the only rules masking cannot enforce are the length bounds.
+    fn only_length_bounds(&self) -> bool {
+        !self.calc && !self.phrase && self.numeric < 3
+    }
+
+    /// Whether an answer of `len` characters meets the length bounds.
+    fn length_ok(&self, len: usize) -> bool {
+        len >= self.min_len && self.max_len.is_none_or(|max| len <= max)
     }
 
     /// The state of the empty prefix.
@@ -1280,14 +1294,26 @@ mod tests {
     #[test]
     fn the_alphabet_prior_leaves_the_other_constraints_alone() {
         let steps = with_split("ABx", 2, vec![('c', 0.52), ('C', 0.48)]);
-        // Under a length bound or a numeric rule the answer is as without the prior
+        // Under a numeric rule, or a length bound the best path misses, the
+        // answer is as without the prior
         for c in [
-            Constraints { max_len: 5, ..cs() },
-            Constraints { min_len: 2, ..cs() },
+            Constraints { max_len: 2, ..cs() },
+            Constraints { min_len: 4, ..cs() },
             Constraints { numeric: 2, ..cs() },
             Constraints { numeric: 4, ..cs() },
         ] {
             assert_eq!(run_prior(&steps, c).ok(), run(&steps, c).ok(), "{c:?}");
+        }
+        // AND a length bound the best path meets changes nothing: the prior's
+        // reading, as without the bound
+        let free = run_prior(&steps, cs()).expect("no bound");
+        assert_eq!(free.text, "ABC");
+        for c in [
+            Constraints { max_len: 5, ..cs() },
+            Constraints { min_len: 2, ..cs() },
+            Constraints { min_len: 3, max_len: 3, ..cs() },
+        ] {
+            assert_eq!(run_prior(&steps, c).expect("bounded"), free, "{c:?}");
         }
         assert_eq!(run_prior(&steps, Constraints { numeric: 2, ..cs() }).expect("letters").text, "ABc");
         // AND a phrase is read as without it
