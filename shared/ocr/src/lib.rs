@@ -26,9 +26,10 @@
 //! - [`ctc`]: decoding the model's per-step log-probabilities under the
 //!   client's [`Constraints`] (digits only, length bounds, phrase, calc, case),
 //!   applied to the probabilities — masks plus a constrained prefix beam
-//!   search, run only when the best reading misses a rule — never by
-//!   filtering the decoded string; and, where the client set no rule the
-//!   best reading misses, each model's [`AlphabetPrior`] (`alphabet_prior` in
+//!   search for the rules masks cannot enforce (a length bound the best
+//!   reading already meets needs none) — never by filtering the decoded
+//!   string; and, where the client set no rule the best reading misses,
+//!   each model's [`AlphabetPrior`] (`alphabet_prior` in
 //!   its `model.json`): the alphabets texts are drawn from, which decide a
 //!   character the model leaves nearly even from the string's others.
 //! - [`error`]: [`OcrError`]; no input, however broken or large, panics.
