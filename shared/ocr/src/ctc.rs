@@ -334,8 +334,8 @@ pub fn decode_with_prior(
     // A length bound the best path already meets changes nothing: the answer
     // is the one without it (prior included), so a client that sends the
     // length it expects gets the same reading as one that does not.
-    if !rules.needs_search() || (rules.only_length_bounds() && rules.length_ok(path.len())) {
-        let prior = prior.filter(|_| rules.numeric == 0 && !path.is_empty());
+    if rules.best_path_suffices(path.len()) {
+        let prior = prior.filter(|_| rules.numeric == 0);
         let read = prior.and_then(|prior| {
             let frames: Vec<usize> = path.iter().map(|&(_, t)| t).collect();
             let mut label = prior.read(&normalized, &frames, &rules.allowed)?;
@@ -346,10 +346,7 @@ pub fn decode_with_prior(
             }
             Some(label)
         });
-        let path = read.unwrap_or_else(|| path.iter().map(|&(class, _)| class).collect());
-        if !path.is_empty() {
-            label = Some(path);
-        }
+        label = Some(read.unwrap_or_else(|| path.iter().map(|&(class, _)| class).collect()));
     }
     let label = match label {
         Some(label) => label,
@@ -500,19 +497,16 @@ impl Rules {
         Rules { kinds, chars, allowed, case_pairs, numeric, min_len, max_len, calc: c.calc, phrase: c.phrase }
     }
 
-    /// Whether masking alone cannot guarantee a valid best path.
-    fn needs_search(&self) -> bool {
-        self.calc || self.phrase || self.numeric >= 3 || self.min_len > 1 || self.max_len.is_some()
-    }
-
-    /// Whether the only rules masking cannot enforce are the length bounds.
-    fn only_length_bounds(&self) -> bool {
-        !self.calc && !self.phrase && self.numeric < 3
-    }
-
-    /// Whether an answer of `len` characters meets the length bounds.
-    fn length_ok(&self, len: usize) -> bool {
-        len >= self.min_len && self.max_len.is_none_or(|max| len <= max)
+    /// Whether the (masked) best path of `len` characters is a valid answer
+    /// as it stands: no rule masking cannot enforce (`calc`, `phrase`,
+    /// `numeric` 3 or 4), and a length within the bounds (at least one
+    /// character, so an empty path never is).
+    fn best_path_suffices(&self, len: usize) -> bool {
+        !self.calc
+            && !self.phrase
+            && self.numeric < 3
+            && len >= self.min_len
+            && self.max_len.is_none_or(|max| len <= max)
     }
 
     /// The state of the empty prefix.
