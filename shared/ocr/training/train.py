@@ -195,7 +195,7 @@ def main():
                     help="the contract's crop step (preprocess.py); written to model.json")
     ap.add_argument("--lr-mult", default="",
                     help="PREFIX=MULT,...: parameters whose name starts with PREFIX train at MULT x the lr "
-                         "(attempt 25: `rnn=5` lets a grown BiLSTM learn faster than the pretrained convs)")
+                         "(attempt 25: `rnn=3` trains a grown BiLSTM and its projection faster than the pretrained convs)")
     ap.add_argument("--bf16", action="store_true",
                     help="forward pass under bfloat16 autocast (weights, optimiser and loss stay float32): "
                          "~1.4x the steps on a CPU with AMX, such as the Xeons of these machines")

@@ -111,8 +111,9 @@ def main():
     tw = tuple(int(v) for v in a.to_width.split(","))
     drop = tuple(int(v) for v in a.drop.split(",") if v)
     assert fw[:3] == tw[:3], "only c4 and c5 grow"
-    assert 7 in drop or fw == tw, "features.7 (c4 -> c4) must stay dropped: widening it is not implemented"
+    assert 7 in drop or tw[3] == fw[3], "features.7 (c4 -> c4) must stay dropped: widening it is not implemented"
     to_rnn = a.to_rnn or a.rnn
+    assert a.rnn > 0 or to_rnn == a.rnn, "--to-rnn grows an existing BiLSTM: give its size with --rnn"
     nc = 1 + len(CHARSET)
     old = CtcConvNet(nc, 48, 160, fw, a.ctx, rnn=a.rnn, drop=drop)
     old.load_state_dict(torch.load(a.src, map_location="cpu"))
