@@ -117,6 +117,20 @@ def augment(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return xb.clamp(0, 1)
 
 
+def shift_batch(xb: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Moves [B,C,H,W] by (dy, dx) pixels, repeating the edge: the Rust engine's
+    test-time shift (`preprocess::shift_planes`), out[y, x] = in[y - dy, x - dx]."""
+    h, w = xb.shape[-2:]
+    iy = (torch.arange(h) - dy).clamp(0, h - 1)
+    ix = (torch.arange(w) - dx).clamp(0, w - 1)
+    return xb[:, :, iy][:, :, :, ix]
+
+
+def parse_shifts(text: str) -> list:
+    """"dy,dx;dy,dx;..." -> [(dy, dx), ...]."""
+    return [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
+
+
 def evaluate(model, vx, vy, vs, bs=256):
     model.eval()
     preds = []
@@ -199,6 +213,14 @@ def main():
     ap.add_argument("--bf16", action="store_true",
                     help="forward pass under bfloat16 autocast (weights, optimiser and loss stay float32): "
                          "~1.4x the steps on a CPU with AMX, such as the Xeons of these machines")
+    ap.add_argument("--distill", default="",
+                    help="teacher checkpoint with the student's graph (--width/--rnn/--drop...): the loss adds "
+                         "--distill-weight x the per-step KL from the teacher's readings of the batch at each "
+                         "--distill-shifts, combined as the normalised mean of their log-probabilities")
+    ap.add_argument("--distill-shifts", default="0,0;1,0;-1,0;0,1;0,-1",
+                    help="the teacher's (dy,dx) readings; the default is the engine's one run plus model.json's "
+                         "tta_shifts")
+    ap.add_argument("--distill-weight", type=float, default=1.0)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -236,6 +258,14 @@ def main():
         if back:
             print(f"init: features {back} back in as the identity", flush=True)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
+    teacher, shifts = None, parse_shifts(a.distill_shifts)
+    if a.distill:
+        teacher = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn, drop)
+        teacher.load_state_dict(torch.load(a.distill, map_location="cpu"))
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        print(f"distilling from {a.distill} read at shifts {shifts}, weight {a.distill_weight}", flush=True)
     if a.export_only:
         model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
         export(model, spec, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
@@ -307,13 +337,21 @@ def main():
                 lp = model(xb)  # [B,T,C]
             lp = lp.float()
             loss = ctc(lp.permute(1, 0, 2), tgt, torch.full((len(idx),), T, dtype=torch.long), tl)
+            if teacher is not None:
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                    t_lp = torch.stack([teacher(shift_batch(xb, dy, dx)).float() for dy, dx in shifts])
+                t_lp = t_lp.mean(0).log_softmax(-1)
+                kl = (t_lp.exp() * (t_lp - lp)).sum(-1).mean()
+                loss_ctc = loss
+                loss = loss + a.distill_weight * kl
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
             if step % 100 == 0:
-                print(f"step {step} loss {loss.item():.4f} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
+                parts = f" (ctc {loss_ctc.item():.4f} kl {kl.item():.4f})" if teacher is not None else ""
+                print(f"step {step} loss {loss.item():.4f}{parts} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
             if step % a.eval_every == 0:
                 score = report(f"eval step {step}", evaluate(model, vx, vy, vs))
                 torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
@@ -334,7 +372,8 @@ def main():
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
                    "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "lr_mult": a.lr_mult, "drop": list(drop), "freeze_bn": a.freeze_bn, "style_weights": a.style_weights, "crop": a.crop, "bf16": a.bf16,
-                   "init": a.init}, f, indent=1)
+                   "init": a.init, "distill": a.distill, "distill_shifts": a.distill_shifts,
+                   "distill_weight": a.distill_weight}, f, indent=1)
 
 
 if __name__ == "__main__":
