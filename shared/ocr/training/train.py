@@ -258,6 +258,10 @@ def main():
         if back:
             print(f"init: features {back} back in as the identity", flush=True)
         print(f"init from {a.init}; new: {sorted(set(k.split('.')[0] for k in missing))}", flush=True)
+    if a.export_only:
+        model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
+        export(model, spec, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
+        return
     teacher, shifts = None, parse_shifts(a.distill_shifts)
     if a.distill:
         teacher = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn, drop)
@@ -266,10 +270,6 @@ def main():
         for p in teacher.parameters():
             p.requires_grad_(False)
         print(f"distilling from {a.distill} read at shifts {shifts}, weight {a.distill_weight}", flush=True)
-    if a.export_only:
-        model.load_state_dict(torch.load(a.export_only, map_location="cpu"))
-        export(model, spec, a.out, a.version or time.strftime("ctc-conv-%Y%m%d-%H%M", time.gmtime()))
-        return
     model.freeze_bn = a.freeze_bn
     model.train()
     nparams = sum(p.numel() for p in model.parameters())
