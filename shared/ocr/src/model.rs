@@ -1,5 +1,6 @@
 //! The loaded model: `model.json` read and checked, the ONNX graph turned
-//! once into an optimised tract plan for the fixed input shape.
+//! once into an optimised tract plan for each fixed input shape (one, or one
+//! per canvas width when `model.json` sets `max_width`).
 
 use std::io::Cursor;
 use std::path::Path;
@@ -55,10 +56,24 @@ pub struct ModelSpec {
     /// See `tta_shifts`; absent: 1.0, every reading.
     #[serde(default = "every_reading")]
     pub tta_below: f32,
+    /// With `resize` `fit`: the widest canvas a wide image gets (MODEL.md,
+    /// attempt 27; [`InputSpec::canvas_width`]); the graph must take any
+    /// width, and one plan is built per canvas width. Absent: every canvas
+    /// is `input_width`.
+    #[serde(default)]
+    pub max_width: Option<u32>,
+    /// The canvas widths from `input_width` to `max_width` go in steps of
+    /// this (a multiple of 4); absent: 8.
+    #[serde(default = "eight_columns")]
+    pub width_step: u32,
 }
 
 fn every_reading() -> f32 {
     1.0
+}
+
+fn eight_columns() -> u32 {
+    8
 }
 
 /// One entry of `alphabet_prior`.
@@ -101,7 +116,8 @@ pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, OcrError> {
 /// from any number of threads at once (each call runs the shared read-only
 /// plan with its own tract state).
 pub struct Ocr {
-    plan: Plan,
+    /// One plan per canvas width ([`InputSpec::canvas_widths`]), narrowest first.
+    plans: Vec<(usize, Plan)>,
     spec: ModelSpec,
     charset: Charset,
     /// `spec.alphabet_prior`, compiled; for the main model's output only.
@@ -224,35 +240,52 @@ impl Ocr {
                 spec.tta_shifts, spec.tta_below
             )));
         }
+        if let Some(max_width) = spec.max_width {
+            let (w, step) = (spec.input_width, spec.width_step);
+            if spec.resize != Resize::Fit
+                || step == 0
+                || step % 4 != 0
+                || max_width < w
+                || max_width > 4096
+                || (max_width - w) % step != 0
+                || (max_width - w) / step >= 32
+            {
+                return Err(OcrError::Model(format!(
+                    "max_width {max_width} / width_step {step}: resize \"fit\" only, a step that is a multiple of 4, \
+                     and at most 31 steps above input_width {w}"
+                )));
+            }
+        }
         let charset = Charset::new(&spec.charset)?;
         let prior = compile_prior(&charset, &spec.alphabet_prior)?;
-        let (h, w) = (spec.input_height as usize, spec.input_width as usize);
-        let plan = plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?;
-        let mut ocr = Ocr {
-            plan,
-            input: InputSpec {
-                height: spec.input_height,
-                width: spec.input_width,
-                mean: spec.mean,
-                std: spec.std,
-                crop: spec.crop,
-                resize: spec.resize,
-                max_squeeze: spec.max_squeeze,
-            },
-            spec,
-            charset,
-            prior,
-            limits: ImageLimits::default(),
-            steps: 0,
-            cells: None,
+        let input = InputSpec {
+            height: spec.input_height,
+            width: spec.input_width,
+            mean: spec.mean,
+            std: spec.std,
+            crop: spec.crop,
+            resize: spec.resize,
+            max_squeeze: spec.max_squeeze,
+            max_width: spec.max_width,
+            width_step: spec.width_step,
         };
-        // One run on a blank canvas: checks the output against the contract
-        // and learns the number of time steps.
-        let probe = ocr.infer(&vec![0.0; h * w]).map_err(|e| match e {
-            OcrError::Inference(e) => OcrError::Model(format!("{e:#}")),
-            other => other,
-        })?;
-        ocr.steps = probe.steps();
+        let h = spec.input_height as usize;
+        let mut plans = Vec::new();
+        for w in input.canvas_widths() {
+            let w = w as usize;
+            plans.push((w, plan_for(onnx, [1, 1, h, w]).map_err(|e| OcrError::Model(format!("{e:#}")))?));
+        }
+        let mut ocr = Ocr { plans, input, spec, charset, prior, limits: ImageLimits::default(), steps: 0, cells: None };
+        // One run on a blank canvas of each width: checks the output against
+        // the contract and learns the number of time steps (of the narrowest).
+        let widths: Vec<usize> = ocr.plans.iter().map(|(w, _)| *w).collect();
+        for w in widths.into_iter().rev() {
+            let probe = ocr.infer(&vec![0.0; h * w]).map_err(|e| match e {
+                OcrError::Inference(e) => OcrError::Model(format!("{e:#}")),
+                other => other,
+            })?;
+            ocr.steps = probe.steps();
+        }
         Ok(ocr)
     }
 
@@ -270,7 +303,7 @@ impl Ocr {
         &self.limits
     }
 
-    /// CTC time steps per image.
+    /// CTC time steps per image on the narrowest canvas (`input_width`).
     pub fn steps(&self) -> usize {
         self.steps
     }
@@ -332,11 +365,22 @@ impl Ocr {
         preprocess::preprocess(image, &self.input, &self.limits)
     }
 
-    /// Runs the model on one preprocessed input of `H*W` values.
+    /// The plan for an input of `len` values, and its canvas width.
+    fn plan_of(&self, len: usize) -> Result<(usize, &Plan), OcrError> {
+        let h = self.input.height as usize;
+        self.plans.iter().find(|(w, _)| h * w == len).map(|(w, plan)| (*w, plan)).ok_or_else(|| {
+            let widths: Vec<usize> = self.plans.iter().map(|(w, _)| *w).collect();
+            OcrError::Model(format!("an input of {len} values is not {h} rows of one of the widths {widths:?}"))
+        })
+    }
+
+    /// Runs the model on one preprocessed input of `H*W` values, W one of the
+    /// canvas widths ([`InputSpec::canvas_widths`]).
     pub fn infer(&self, input: &[f32]) -> Result<LogProbs, OcrError> {
-        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let (w, plan) = self.plan_of(input.len())?;
+        let h = self.input.height as usize;
         let tensor = Tensor::from_shape(&[1, 1, h, w], input).map_err(OcrError::Inference)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
+        let outputs = plan.run(tvec!(tensor.into())).map_err(OcrError::Inference)?;
         let output = outputs.first().ok_or_else(|| OcrError::Model("the model has no output".into()))?;
         let shape = output.shape();
         let classes = self.charset.classes();
@@ -356,7 +400,8 @@ impl Ocr {
         if self.spec.tta_shifts.is_empty() || first.least_sure() >= self.spec.tta_below {
             return Ok(vec![first]);
         }
-        let (h, w) = (self.input.height as usize, self.input.width as usize);
+        let h = self.input.height as usize;
+        let w = input.len() / h;
         let mut readings = vec![first];
         for &[dy, dx] in &self.spec.tta_shifts {
             readings.push(self.infer(&preprocess::shift_planes(input, h, w, dy, dx))?);

@@ -14,6 +14,10 @@
 //!    the width, so text fills the height and a wide image is squeezed only
 //!    across, by at most `max_squeeze` when `model.json` sets one (the height
 //!    scale is then `min(H/h, max_squeeze * scale_w)`).
+//!    With `max_width` M (and `width_step` S; `Fit` only, attempt 27) the
+//!    canvas is wider for wide text: W becomes the (cropped) image's width at
+//!    height H, rounded up to a multiple of S, within `[W, M]`
+//!    ([`InputSpec::canvas_width`]), and the model runs on that width.
 //!    `nh = max(1, round(h*scale_h))`, `nw = max(1, round(w*scale_w))`
 //!    (halves rounded up, capped at H and W),
 //!    resized with Pillow's `BILINEAR` — reimplemented here bit for bit
@@ -167,6 +171,35 @@ pub struct InputSpec {
     /// `FillHeight` only: the most a wide image is squeezed across (>= 1;
     /// `None`: no limit).
     pub max_squeeze: Option<f64>,
+    /// `Fit` only: the widest canvas a wide image gets (`None`: every
+    /// canvas is `width` columns); see [`InputSpec::canvas_width`].
+    pub max_width: Option<u32>,
+    /// The canvas widths from `width` to `max_width` go in steps of this.
+    pub width_step: u32,
+}
+
+impl InputSpec {
+    /// The canvas width for a (cropped) `h`×`w` image: `width`, or with
+    /// `max_width`, the columns the image takes at the canvas height, rounded
+    /// up to a multiple of `width_step`, within `[width, max_width]` (all in
+    /// integers, as `preprocess.py`).
+    pub fn canvas_width(&self, h: u32, w: u32) -> u32 {
+        match self.max_width {
+            None => self.width,
+            Some(max_width) => {
+                let step = u64::from(self.width_step.max(1));
+                let per_step = u64::from(h.max(1)) * step;
+                let need = (u64::from(w) * u64::from(self.height)).div_ceil(per_step) * step;
+                need.clamp(u64::from(self.width), u64::from(max_width.max(self.width))) as u32
+            }
+        }
+    }
+
+    /// Every canvas width [`InputSpec::canvas_width`] can give, narrowest first.
+    pub fn canvas_widths(&self) -> Vec<u32> {
+        let last = self.max_width.unwrap_or(self.width).max(self.width);
+        (self.width..=last).step_by(self.width_step.max(1) as usize).collect()
+    }
 }
 
 /// Decodes `bytes` into the 8-bit gray image of steps 1–2.
@@ -281,12 +314,13 @@ fn over_white(c: u8, a: u8) -> u8 {
     (div255 >> PRECISION_BITS).min(255) as u8
 }
 
-/// Step 2's crop and steps 3–4: the padded `spec.height`×`spec.width` canvas
-/// of gray levels.
+/// Step 2's crop and steps 3–4: the padded canvas of gray levels,
+/// `spec.height` rows of [`InputSpec::canvas_width`] columns (so its width is
+/// its length over the height).
 pub fn fit_to_canvas(gray: &GrayImage, spec: &InputSpec) -> Vec<u8> {
-    let (height, width) = (spec.height, spec.width);
     let (left, right) = spec.crop.columns(gray);
     let (w, h) = ((right - left) as u32, gray.height());
+    let (height, width) = (spec.height, spec.canvas_width(h, w));
     let (scale_h, scale_w) = spec.resize.scales(h, w, height, width, spec.max_squeeze);
     let nh = ((f64::from(h) * scale_h + 0.5).floor() as u32).clamp(1, height);
     let nw = ((f64::from(w) * scale_w + 0.5).floor() as u32).clamp(1, width);
@@ -325,7 +359,8 @@ pub fn preprocess(bytes: &[u8], spec: &InputSpec, limits: &ImageLimits) -> Resul
     Ok(canvas_input(&decode_gray(bytes, limits)?, spec))
 }
 
-/// Steps 2 (the crop) to 5: a gray image to the `[H*W]` model input, row-major.
+/// Steps 2 (the crop) to 5: a gray image to the `[H*W]` model input, row-major
+/// (W is the canvas width, [`InputSpec::canvas_width`]).
 pub fn canvas_input(gray: &GrayImage, spec: &InputSpec) -> Vec<f32> {
     normalize(&fit_to_canvas(gray, spec), spec.mean, spec.std)
 }
@@ -571,7 +606,17 @@ mod tests {
     }
 
     fn spec_32x160(crop: Crop, resize: Resize, max_squeeze: Option<f64>) -> InputSpec {
-        InputSpec { height: 32, width: 160, mean: 0.5, std: 0.5, crop, resize, max_squeeze }
+        InputSpec {
+            height: 32,
+            width: 160,
+            mean: 0.5,
+            std: 0.5,
+            crop,
+            resize,
+            max_squeeze,
+            max_width: None,
+            width_step: 8,
+        }
     }
 
     /// A `w`x`h` white image with a black bar over rows 10..30 of the columns `ink`, and
@@ -605,6 +650,28 @@ mod tests {
             p.0[0] = 255 - p.0[0];
         }
         assert_eq!(ink_columns(dark.as_raw(), 300, 40), (145, 255));
+    }
+
+    #[test]
+    fn a_wide_image_gets_a_wider_canvas_up_to_max_width() {
+        // GIVEN a 32x160 input that may widen to 200 in steps of 8
+        let spec = InputSpec { max_width: Some(200), ..spec_32x160(Crop::None, Resize::Fit, None) };
+        assert_eq!(spec.canvas_widths(), vec![160, 168, 176, 184, 192, 200]);
+        // WHEN images of 40 rows are measured THEN the width they take at 32 rows
+        // is rounded up to a step, never under 160, never over 200
+        for (w, want) in [(100, 160), (200, 160), (220, 176), (221, 184), (250, 200), (400, 200)] {
+            assert_eq!(spec.canvas_width(40, w), want, "{w}x40");
+        }
+        // AND a 220x40 image fills the whole height of its 176-column canvas
+        let img = GrayImage::from_fn(220, 40, |x, _| image::Luma([(x * 255 / 219) as u8]));
+        let canvas = fit_to_canvas(&img, &spec);
+        assert_eq!(canvas.len(), 32 * 176);
+        assert_eq!(canvas[..176], canvas[31 * 176..], "the first and last rows are both image");
+        assert!(canvas[170] > 100, "the image reaches the right columns: {}", canvas[170]);
+        // AND without max_width it is fitted into 160 columns as before
+        let fixed = fit_to_canvas(&img, &spec_32x160(Crop::None, Resize::Fit, None));
+        assert_eq!(fixed.len(), 32 * 160);
+        assert_eq!(spec_32x160(Crop::None, Resize::Fit, None).canvas_widths(), vec![160]);
     }
 
     #[test]

@@ -178,6 +178,64 @@ fn an_alphabet_prior_in_model_json_reads_a_real_image_and_a_bad_one_fails_the_lo
 }
 
 #[test]
+fn a_max_width_gives_wide_text_a_wider_canvas_and_a_bad_one_fails_the_load() {
+    // MODEL.md attempt 27: the committed graph with `max_width` in its model.json
+    let dir = Path::new(OCR_DIR).join("model");
+    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
+    let with = |extra: serde_json::Value| {
+        let mut j = json.clone();
+        let object = j.as_object_mut().expect("object");
+        object.remove("max_width");
+        object.remove("width_step");
+        object.extend(extra.as_object().expect("object").clone());
+        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+    };
+    let fixed = with(serde_json::json!({"crop": "ink-columns", "resize": "fit"})).expect("fixed width");
+    let wide = with(serde_json::json!({"crop": "ink-columns", "resize": "fit", "max_width": 192, "width_step": 16}))
+        .expect("max_width 192");
+    let (h, w) = (48, fixed.spec().input_width as usize);
+    assert_eq!(fixed.steps(), wide.steps(), "the narrowest canvas is the model's width");
+    let cs = natural("phrase");
+    let (mut widened, mut kept) = (0, 0);
+    for (name, bytes, _) in validation("phrase", 100) {
+        let rgb = wide.decode_image(&bytes).expect("decodes");
+        let x = wide.line_input(&rgb);
+        let cw = x.len() / h;
+        assert!([160, 176, 192].contains(&cw) && x.len() == h * cw, "{name}: {} values", x.len());
+        let readings = wide.line_readings(&x).expect("runs");
+        if cw > w {
+            // GIVEN wide text THEN it gets a wider canvas, read with more CTC steps
+            widened += 1;
+            assert!(readings.iter().all(|lp| lp.steps() == cw / 4), "{name}: steps of a {cw}-column canvas");
+            assert!(wide.recognize(&bytes, &cs).is_ok(), "{name}");
+        } else {
+            // AND narrow text reads exactly as without max_width
+            kept += 1;
+            assert_eq!(x, fixed.line_input(&rgb), "{name}");
+            assert_eq!(wide.recognize(&bytes, &cs).ok(), fixed.recognize(&bytes, &cs).ok(), "{name}");
+        }
+    }
+    assert!(widened > 50 && kept > 0, "phrase images: {widened} widened, {kept} kept");
+    // AND an input that is no canvas width is an error, not a panic
+    for len in [h * w + 1, h * 168, h * 208, 0] {
+        assert!(matches!(wide.infer(&vec![0.0; len]), Err(OcrError::Model(_))), "{len} values");
+    }
+    // AND a cap with fill-height, under the width, off the step, or of too many
+    // steps, or a step that is no multiple of 4, fails the load
+    for bad in [
+        serde_json::json!({"resize": "fill-height", "max_width": 192}),
+        serde_json::json!({"resize": "fit", "max_width": 128}),
+        serde_json::json!({"resize": "fit", "max_width": 196}),
+        serde_json::json!({"resize": "fit", "max_width": 200, "width_step": 10}),
+        serde_json::json!({"resize": "fit", "max_width": 4000, "width_step": 8}),
+    ] {
+        assert!(matches!(with(bad.clone()), Err(OcrError::Model(_))), "{bad}");
+    }
+}
+
+#[test]
 fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
     // The committed model.json's test-time shifts (attempt 23 part C),
     // against the same model without them.
@@ -318,7 +376,11 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
     // the model's geometry. Every mode is pinned, and the model's own
     // preprocessing is the one its model.json names.
     let capped = golden["capped_max_squeeze"].as_f64().expect("capped_max_squeeze");
-    let input = |crop, resize, max_squeeze| InputSpec {
+    // "images_wide": `fit` after `ink-columns` on a canvas that widens up to
+    // its "wide_max_width" ("canvas_width" is each image's).
+    let wide = golden["wide_max_width"].as_u64().expect("wide_max_width") as u32;
+    let wide_step = golden["wide_width_step"].as_u64().expect("wide_width_step") as u32;
+    let input = |crop, resize, max_squeeze, max_width| InputSpec {
         height: spec.input_height,
         width: spec.input_width,
         mean: spec.mean,
@@ -326,14 +388,19 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
         crop,
         resize,
         max_squeeze,
+        max_width,
+        width_step: if max_width.is_some() { wide_step } else { spec.width_step },
     };
-    for (key, crop, resize, max_squeeze) in [
-        ("images", Crop::None, Resize::Fit, None),
-        ("images_fill_height", Crop::None, Resize::FillHeight, None),
-        ("images_fill_height_capped", Crop::None, Resize::FillHeight, Some(capped)),
-        ("images_ink_columns", Crop::InkColumns, Resize::Fit, None),
+    let mut widened = 0;
+    for (key, crop, resize, max_squeeze, max_width) in [
+        ("images", Crop::None, Resize::Fit, None, None),
+        ("images_fill_height", Crop::None, Resize::FillHeight, None, None),
+        ("images_fill_height_capped", Crop::None, Resize::FillHeight, Some(capped), None),
+        ("images_ink_columns", Crop::InkColumns, Resize::Fit, None, None),
+        ("images_wide", Crop::InkColumns, Resize::Fit, None, Some(wide)),
     ] {
-        let run = |b: &[u8]| preprocess::preprocess(b, &input(crop, resize, max_squeeze), &ImageLimits::default());
+        let input = input(crop, resize, max_squeeze, max_width);
+        let run = |b: &[u8]| preprocess::preprocess(b, &input, &ImageLimits::default());
         let images = golden[key].as_array().expect(key);
         assert!(!images.is_empty());
         let mut worst_value = 0f64;
@@ -342,10 +409,13 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
             let file = image["file"].as_str().expect("file");
             let bytes = std::fs::read(Path::new(OCR_DIR).join(file)).expect(file);
             let x = run(&bytes).expect(file);
-            if (crop, resize, max_squeeze) == (spec.crop, spec.resize, spec.max_squeeze) {
+            let model_own = (spec.crop, spec.resize, spec.max_squeeze, spec.max_width, spec.width_step);
+            if (crop, resize, max_squeeze, max_width, input.width_step) == model_own {
                 assert_eq!(ocr().preprocess(&bytes).expect(file), x, "{file}: the model's own preprocessing");
             }
-            assert_eq!(x.len(), h * w);
+            let w = image["canvas_width"].as_u64().expect("canvas_width") as usize;
+            assert_eq!(x.len(), h * w, "{key}: {file}: the canvas width");
+            widened += usize::from(w > spec.input_width as usize);
             let want: Vec<f64> = image["row_values"]
                 .as_array()
                 .expect("row_values")
@@ -368,6 +438,7 @@ fn preprocessing_matches_the_trainers_golden_numbers() {
             images.len()
         );
     }
+    assert!(widened >= 2, "the golden images include wider canvases: {widened}");
 }
 
 #[test]

@@ -5,6 +5,8 @@
   python gen_data.py --per-style 80000 --workers 2 --resize fill-height       # shards for a fill-height model
   python gen_data.py --per-style 80000 --workers 2 --resize fill-height --max-squeeze 1.35   # ... squeezing at most 1.35x
   python gen_data.py --per-style 80000 --workers 2 --crop ink-columns           # shards for a model that crops to the text's columns
+  python gen_data.py --per-style 80000 --workers 2 --crop ink-columns --max-width 200   # ... on canvases up to 200 wide
+                                                                                        # (stored 200 wide, each one's width in "w")
 
 Shard k of style s holds samples index k*SHARD .. (k+1)*SHARD-1 of seed --seed,
 so the data set is fully determined by (seed, per-style count). Existing shards
@@ -23,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
-from preprocess import CROP_MODES, INPUT_H, INPUT_W, RESIZE_MODES, InputSpec, preprocess_u8  # noqa: E402
+from preprocess import CROP_MODES, INPUT_H, INPUT_W, RESIZE_MODES, InputSpec, canvas_u8  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -44,7 +46,8 @@ CROP_SUFFIX = {"none": "", "ink-columns": "-ink"}
 
 def shard_dir(spec: InputSpec) -> str:
     cap = f"{spec.max_squeeze:g}" if spec.resize != "fit" and spec.max_squeeze is not None else ""
-    return os.path.join(DATA, f"{spec.h}x{spec.w}{SUFFIX}{CROP_SUFFIX[spec.crop]}{RESIZE_SUFFIX[spec.resize]}{cap}")
+    wide = f"-w{spec.max_w}s{spec.w_step}" if spec.max_w is not None else ""
+    return os.path.join(DATA, f"{spec.h}x{spec.w}{SUFFIX}{CROP_SUFFIX[spec.crop]}{RESIZE_SUFFIX[spec.resize]}{cap}{wide}")
 
 
 def shard_path(style, k, spec: InputSpec) -> str:
@@ -56,14 +59,17 @@ def make_shard(args):
     path = shard_path(style, k, spec)
     if os.path.exists(path):
         return path
-    xs = np.zeros((SHARD, spec.h, spec.w), np.uint8)
+    # with a max_w spec: canvases of up to max_w columns, stored max_w wide, each
+    # sample's own canvas width in "w"
+    xs = np.zeros((SHARD, spec.h, spec.max_w or spec.w), np.uint8)
+    ws = np.zeros(SHARD, np.int32)
     labels = []
     for j in range(SHARD):
         img, text = gen.make_sample(style, seed, k * SHARD + j)
-        xs[j] = preprocess_u8(img, spec)
+        xs[j], ws[j] = canvas_u8(img, spec, xs.shape[2])
         labels.append(text)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, x=xs, y=np.array(labels))
+    np.savez(tmp, x=xs, y=np.array(labels), **({"w": ws} if spec.max_w is not None else {}))
     os.replace(tmp, path)
     return path
 
@@ -114,6 +120,9 @@ if __name__ == "__main__":
     ap.add_argument("--max-squeeze", type=float, default=None,
                     help="fill-height: squeeze a wide image by at most this much (default: no cap)")
     ap.add_argument("--crop", default="none", choices=CROP_MODES, help="the contract's crop step (preprocess.py)")
+    ap.add_argument("--max-width", type=int, default=None, help="the contract's step 3b (preprocess.py): canvases up to this wide")
+    ap.add_argument("--width-step", type=int, default=8)
     a = ap.parse_args()
-    spec = InputSpec(a.height, a.width, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop)
+    spec = InputSpec(a.height, a.width, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop, max_w=a.max_width,
+                     w_step=a.width_step)
     generate(a.per_style, a.workers, a.seed, spec, [s for s in a.styles.split(",") if s] or None, a.from_per_style)

@@ -36,6 +36,11 @@ INK_PER_STYLE = 25
 
 
 CAPPED = 1.35  # the pillow GIF (255x52, 4.9:1) is squeezed 1.47x uncapped
+# "images_wide": resize "fit" after the crop "ink-columns" on a canvas up to WIDE
+# columns (model.json "max_width", step WIDE_STEP): the crops of the pillow GIF and of
+# the wide captcha-fonts image get canvases of 200 and 240 and fill the height; the
+# rest keep the model's width.
+WIDE, WIDE_STEP = 240, 8
 
 
 def make_alpha_png(path):
@@ -66,6 +71,10 @@ def main():
                                    ("images_ink_columns", "fit", None, "ink-columns")):
         spec = InputSpec(H, W, cfg["mean"], cfg["std"], resize, cap, crop)
         out[key] = [entry(rel, spec) for rel in FILES]
+    # "images_wide": step 3b's wider canvas, "canvas_width" each image's.
+    out["wide_max_width"], out["wide_width_step"] = WIDE, WIDE_STEP
+    wide = InputSpec(H, W, cfg["mean"], cfg["std"], "fit", None, "ink-columns", WIDE, WIDE_STEP)
+    out["images_wide"] = [entry(rel, wide) for rel in FILES]
     out["ink_columns"] = []
     val = os.path.join(OCR, "validation")
     for style in sorted(d for d in os.listdir(val) if os.path.exists(os.path.join(val, d, "labels.tsv"))):
@@ -83,15 +92,16 @@ def main():
 
 
 def entry(rel, spec: InputSpec):
-    H, W = spec.h, spec.w
+    H = spec.h
     img = Image.open(os.path.join(OCR, rel))
     img.load()
-    g, nh, nw = cropped_and_size(to_gray(img), spec)
+    g, nh, nw, W = cropped_and_size(to_gray(img), spec)
     ih, iw = g.shape
     x = preprocess(img, spec)
     u8 = preprocess_u8(img, spec).astype(int)
     return {
         "file": rel, "mode": img.mode, "width": iw, "height": ih, "resized_width": nw, "resized_height": nh,
+        "canvas_width": W,
         "pad": int(u8[0, -1]) if nw < W else (int(u8[0, 0]) if nh < H else None),
         "row_values": [round(float(v), 6) for v in x[H // 2, :64]],
         "row_u8": [int(v) for v in u8[H // 2, :64]],

@@ -171,12 +171,15 @@ def fold_bn(model: nn.Module) -> nn.Module:
     return model
 
 
-def export_checked(model: nn.Module, example: torch.Tensor, out_dir: str, onnx_name: str, cfg: dict):
+def export_checked(model: nn.Module, example: torch.Tensor, out_dir: str, onnx_name: str, cfg: dict,
+                   also: tuple = ()):
     """Folds BatchNorm into a copy's convs (the caller passes that copy), exports
     it to `out_dir/onnx_name` (opset 13, legacy exporter, input "input", output
-    "logprobs"), checks onnxruntime agrees with torch on `example` within 1e-3,
-    then writes `cfg` as `out_dir/model.json`. Nothing is replaced unless the
-    check passes."""
+    "logprobs"), checks onnxruntime agrees with torch on `example` (and on each
+    input in `also`) within 1e-3, then writes `cfg` as `out_dir/model.json`.
+    Nothing is replaced unless the check passes. With inputs in `also` of
+    other widths, the input's width and the output's steps are dynamic axes
+    ("W", "T"): the graph of a model.json with "max_width"."""
     import json
     import os
 
@@ -189,17 +192,20 @@ def export_checked(model: nn.Module, example: torch.Tensor, out_dir: str, onnx_n
     model.eval()
     path = os.path.join(out_dir, onnx_name)
     tmp = path + ".tmp"
+    dynamic = {"input": {3: "W"}, "logprobs": {1: "T"}} if also else None
     torch.onnx.export(model, example, tmp, input_names=["input"], output_names=["logprobs"], opset_version=13,
-                      dynamo=False, do_constant_folding=True)
+                      dynamo=False, do_constant_folding=True, dynamic_axes=dynamic)
     onnx.checker.check_model(onnx.load(tmp))
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = model(example).numpy()
-    got = sess.run(None, {"input": example.numpy()})[0]
-    diff = float(np.abs(ref - got).max())
-    assert got.shape == ref.shape, (got.shape, ref.shape)
+    diff = 0.0
+    for x in (example, *also):
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run(None, {"input": x.numpy()})[0]
+        assert got.shape == ref.shape, (got.shape, ref.shape)
+        diff = max(diff, float(np.abs(ref - got).max()))
     assert diff < 1e-3, diff
     os.replace(tmp, path)
     with open(os.path.join(out_dir, "model.json"), "w") as f:

@@ -27,7 +27,14 @@ Steps:
      scale), so no image is squeezed by more than m. nh = max(1, round(h*scale_h));
      nw = max(1, round(w*scale_w)), both capped at H and W;
      resize gray to (nw, nh) with PIL BILINEAR.
-  4. canvas HxW filled with pad = round(mean of the border pixels of the resized
+  3b. a wider canvas for wide text (model.json "max_width" M and "width_step" S,
+     resize "fit" only; absent = the fixed width W, every model before attempt 27):
+     the canvas width is the (cropped) image's width at the canvas height, rounded
+     up to a multiple of S, within [W, M], in integers:
+     cw = min(M, max(W, ceil(iw * H / (ih * S)) * S)). Step 3 fits into H x cw, so
+     text up to M/H wide fills the height instead of shrinking; the model runs on
+     the H x cw input (one plan per width in the Rust crate).
+  4. canvas H x cw (cw = W without "max_width") filled with pad = round(mean of the border pixels of the resized
      image: first/last row, first/last column); paste at x=0, y=(H-nh)//2.
   5. x = (v/255 - mean)/std (float32).
 """
@@ -144,6 +151,8 @@ class InputSpec:
     resize: str = "fit"
     max_squeeze: float | None = None
     crop: str = "none"
+    max_w: int | None = None
+    w_step: int = 8
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
@@ -151,12 +160,30 @@ class InputSpec:
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}: {self.crop!r}")
         scales(self.h, self.w, self.h, self.w, self.resize, self.max_squeeze)  # checks max_squeeze
+        if self.max_w is not None:  # as the Rust load check
+            if self.resize != "fit":
+                raise ValueError("max_width applies to resize 'fit' only")
+            if not (self.w_step > 0 and self.w_step % 4 == 0 and self.max_w >= self.w
+                    and (self.max_w - self.w) % self.w_step == 0 and (self.max_w - self.w) // self.w_step < 32):
+                raise ValueError(f"max_width {self.max_w} / width_step {self.w_step}: a step that is a multiple of 4, "
+                                 f"and at most 31 steps above input_width {self.w}")
+
+    def widths(self) -> list:
+        """Every canvas width step 3b can give."""
+        return list(range(self.w, (self.max_w or self.w) + 1, self.w_step))
+
+    def canvas_w(self, ih: int, iw: int) -> int:
+        """Step 3b: the canvas width for a (cropped) ih x iw image."""
+        if self.max_w is None:
+            return self.w
+        need = -(-(iw * self.h) // (ih * self.w_step)) * self.w_step
+        return min(self.max_w, max(self.w, need))
 
     @classmethod
     def from_config(cls, cfg: dict) -> "InputSpec":
         """From a model.json (load_config)."""
         return cls(cfg["input_height"], cfg["input_width"], cfg["mean"], cfg["std"], cfg.get("resize", "fit"),
-                   cfg.get("max_squeeze"), cfg.get("crop", "none"))
+                   cfg.get("max_squeeze"), cfg.get("crop", "none"), cfg.get("max_width"), cfg.get("width_step", 8))
 
     def optional_keys(self) -> dict:
         """model.json's "resize", "max_squeeze" and "crop" for this spec, each only
@@ -169,32 +196,44 @@ class InputSpec:
                 cfg["max_squeeze"] = self.max_squeeze
         if self.crop != "none":
             cfg["crop"] = self.crop
+        if self.max_w is not None:
+            cfg["max_width"] = self.max_w
+            cfg["width_step"] = self.w_step
         return cfg
 
 
-def cropped_and_size(gray: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, int, int]:
-    """Steps 2b and 3's size: the cropped gray image and its resized (height, width)."""
+def cropped_and_size(gray: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, int, int, int]:
+    """Steps 2b, 3b and 3's size: the cropped gray image, its resized (height, width),
+    and the canvas width."""
     if spec.crop == "ink-columns":
         left, right = ink_columns(gray)
         gray = np.ascontiguousarray(gray[:, left:right])
     ih, iw = gray.shape
-    sh, sw = scales(ih, iw, spec.h, spec.w, spec.resize, spec.max_squeeze)
+    cw = spec.canvas_w(ih, iw)
+    sh, sw = scales(ih, iw, spec.h, cw, spec.resize, spec.max_squeeze)
     nh = min(max(1, round_half_up(ih * sh)), spec.h)
-    nw = min(max(1, round_half_up(iw * sw)), spec.w)
-    return gray, nh, nw
+    nw = min(max(1, round_half_up(iw * sw)), cw)
+    return gray, nh, nw, cw
 
 
-def preprocess_u8(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
-    """Steps 1-4: the padded uint8 canvas [h, w] (what training data stores)."""
-    h, w = spec.h, spec.w
-    gray, nh, nw = cropped_and_size(to_gray(img), spec)
+def canvas_u8(img: Image.Image, spec: InputSpec = InputSpec(), out_w: int = 0) -> tuple[np.ndarray, int]:
+    """Steps 1-4: the padded uint8 canvas and its width cw (spec.w unless the spec has
+    a max_w). With out_w > cw the array is out_w wide, the extra columns padded as the
+    canvas is (what training data of a max_w spec stores, with cw beside it)."""
+    h = spec.h
+    gray, nh, nw, cw = cropped_and_size(to_gray(img), spec)
     r = np.asarray(Image.fromarray(gray, "L").resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
     border = np.concatenate([r[0, :], r[-1, :], r[:, 0], r[:, -1]]).astype(np.float64)
     pad = round_half_up(float(border.mean()))
-    canvas = np.full((h, w), pad, dtype=np.uint8)
+    canvas = np.full((h, max(cw, out_w)), pad, dtype=np.uint8)
     y = (h - nh) // 2
     canvas[y:y + nh, 0:nw] = r
-    return canvas
+    return canvas, cw
+
+
+def preprocess_u8(img: Image.Image, spec: InputSpec = InputSpec()) -> np.ndarray:
+    """Steps 1-4: the padded uint8 canvas [h, cw] (what training data stores)."""
+    return canvas_u8(img, spec)[0]
 
 
 def normalize(u8: np.ndarray, mean: float = MEAN, std: float = STD) -> np.ndarray:

@@ -1,10 +1,12 @@
 """Tests of the training side that need no torch: the text the generators
-draw, the committed validation labels, and the alphabet priors.
+draw, the committed validation labels, the alphabet priors, and the wider
+canvas of the preprocessing (step 3b).
 
   python -m unittest test_generators      # from shared/ocr/training (run by ./test.sh)
 
 Needs numpy, pillow, captcha and multicolorcaptcha (requirements-gen.txt), and
-renders no image: every check here is on the generators' text draws.
+renders no image: every check here but the last class is on the generators'
+text draws.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ sys.path.insert(0, HERE)
 import alphabet_prior  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
+import preprocess  # noqa: E402
 
 
 class FixedMode(random.Random):
@@ -110,6 +113,41 @@ class AlphabetPriors(unittest.TestCase):
                 # only rand_text draws from these: lengths 3-8, uniform
                 expected += e["share"] * sum(no_lower ** n for n in lengths) / len(lengths)
         self.assertAlmostEqual(observed, expected, delta=0.012)
+
+
+class WideCanvas(unittest.TestCase):
+    """Step 3b (model.json "max_width"): the same numbers as the Rust crate's
+    `a_wide_image_gets_a_wider_canvas_up_to_max_width`, and the golden file's
+    wide entries are what preprocess.py computes now."""
+
+    def test_canvas_widths_match_the_rust_unit_test(self):
+        spec = preprocess.InputSpec(32, 160, max_w=200, w_step=8)
+        self.assertEqual(spec.widths(), [160, 168, 176, 184, 192, 200])
+        for w, want in [(100, 160), (200, 160), (220, 176), (221, 184), (250, 200), (400, 200)]:
+            self.assertEqual(spec.canvas_w(40, w), want, f"{w}x40")
+        self.assertEqual(preprocess.InputSpec(32, 160).widths(), [160])
+
+    def test_bad_max_widths_are_refused_as_the_rust_load_does(self):
+        for kwargs in ({"max_w": 150}, {"max_w": 200, "w_step": 6}, {"max_w": 204}, {"max_w": 400, "w_step": 4},
+                       {"max_w": 200, "resize": "fill-height"}):
+            with self.assertRaises(ValueError, msg=str(kwargs)):
+                preprocess.InputSpec(48, 160, **kwargs)
+
+    def test_the_golden_wide_entries_are_current(self):
+        import numpy as np
+        from PIL import Image
+        ocr = os.path.join(HERE, "..")
+        with open(os.path.join(ocr, "model", "preprocess_golden.json")) as f:
+            golden = json.load(f)
+        spec = preprocess.InputSpec(golden["input_height"], golden["input_width"], golden["mean"], golden["std"], "fit",
+                                    None, "ink-columns", golden["wide_max_width"], golden["wide_width_step"])
+        widths = set()
+        for e in golden["images_wide"]:
+            x = preprocess.preprocess(Image.open(os.path.join(ocr, e["file"])), spec)
+            self.assertEqual(x.shape, (spec.h, e["canvas_width"]), e["file"])
+            self.assertAlmostEqual(float(x.astype(np.float64).sum()), e["sum"], places=2, msg=e["file"])
+            widths.add(e["canvas_width"])
+        self.assertGreaterEqual(len(widths), 3, widths)
 
 
 if __name__ == "__main__":

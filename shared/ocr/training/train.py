@@ -28,7 +28,7 @@ sys.path.insert(0, HERE)
 import gen  # noqa: E402
 from gen_data import generate, shard_dir  # noqa: E402
 from model import CtcConvNet, export_checked, identity_init_  # noqa: E402
-from preprocess import CHARSET, CROP_MODES, MEAN, STD, RESIZE_MODES, InputSpec, preprocess_u8  # noqa: E402
+from preprocess import CHARSET, CROP_MODES, MEAN, STD, RESIZE_MODES, InputSpec, canvas_u8  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "model"))
 RUNS = os.path.join(HERE, "runs")
@@ -51,20 +51,43 @@ def greedy_decode(logp: np.ndarray) -> str:
 
 
 def load_shards(spec: InputSpec):
+    """Every shard of the spec: canvases [N, H, max_w or w] (uint8), labels, styles, and
+    each canvas's own width (shards of a max_w spec store it; others are all spec.w)."""
     files = sorted(glob.glob(os.path.join(shard_dir(spec), "*.npz")))
     files = [f for f in files if not f.endswith(".tmp.npz")]
-    xs, ys, styles = [], [], []
+    xs, ys, styles, ws = [], [], [], []
     for f in files:
         try:
             d = np.load(f)
-            xs.append(d["x"])
+            x = d["x"]
+            xs.append(x)
             ys.extend([str(s) for s in d["y"]])
-            styles.extend([os.path.basename(f).rsplit("_", 1)[0]] * len(d["x"]))
+            styles.extend([os.path.basename(f).rsplit("_", 1)[0]] * len(x))
+            ws.append(d["w"] if "w" in d else np.full(len(x), x.shape[2], np.int32))
         except Exception as e:  # shard being written
             print("skip", f, e)
     if not xs:
-        return None, [], []
-    return np.concatenate(xs), ys, styles
+        return None, [], [], None
+    return np.concatenate(xs), ys, styles, np.concatenate(ws)
+
+
+def width_batches(order: np.ndarray, widths: np.ndarray, batch: int, group: int = 64) -> list:
+    """Batches of indices from `order` (in groups of `group` batches, each group sorted by
+    canvas width, then its batches shuffled), so that a batch's canvases are about
+    equally wide and little padding is trained on that inference never shows. With
+    one width it is `order` cut into batches."""
+    out = []
+    n = len(order) - len(order) % batch
+    for g0 in range(0, n, batch * group):
+        chunk = order[g0:min(n, g0 + batch * group)]
+        mixed = len(np.unique(widths[chunk])) > 1
+        if mixed:
+            chunk = chunk[np.argsort(widths[chunk], kind="stable")]
+        bs = [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+        if mixed:
+            np.random.shuffle(bs)
+        out.extend(bs)
+    return out
 
 
 def sample_order(styles, weights: str):
@@ -85,14 +108,16 @@ def sample_order(styles, weights: str):
 
 
 def make_val(spec: InputSpec, n_per_style=150):
-    xs, ys, ss = [], [], []
+    xs, ys, ss, ws = [], [], [], []
     for s in gen.STYLES:
         for i in range(n_per_style):
             img, t = gen.make_sample(s, VAL_SEED, i)
-            xs.append(preprocess_u8(img, spec))
+            x, cw = canvas_u8(img, spec, spec.max_w or spec.w)
+            xs.append(x)
+            ws.append(cw)
             ys.append(t)
             ss.append(s)
-    return np.stack(xs), ys, ss
+    return np.stack(xs), ys, ss, np.array(ws)
 
 
 def augment(xb: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -131,14 +156,19 @@ def parse_shifts(text: str) -> list:
     return [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
 
 
-def evaluate(model, vx, vy, vs, bs=256):
+def evaluate(model, vx, vy, vs, vw, bs=256):
+    """The in-training check: greedy decodes, each canvas read at its own width."""
     model.eval()
-    preds = []
+    preds = [""] * len(vx)
     with torch.no_grad():
-        for i in range(0, len(vx), bs):
-            xb = torch.from_numpy(vx[i:i + bs]).float().unsqueeze(1) / 255.0
-            lp = model((xb - MEAN) / STD).numpy()
-            preds.extend(greedy_decode(p) for p in lp)
+        for cw in np.unique(vw):
+            idx = np.flatnonzero(vw == cw)
+            for i in range(0, len(idx), bs):
+                part = idx[i:i + bs]
+                xb = torch.from_numpy(vx[part, :, :cw]).float().unsqueeze(1) / 255.0
+                lp = model((xb - MEAN) / STD).numpy()
+                for j, p in zip(part, lp):
+                    preds[j] = greedy_decode(p)
     res = {}
     for s in gen.STYLES:
         idx = [i for i in range(len(vy)) if vs[i] == s]
@@ -164,7 +194,9 @@ def export(model, spec: InputSpec, out_dir, version):
     x = torch.randn(1, 1, h, w)
     cfg = {"input_height": h, "input_width": w, "charset": CHARSET, "blank": 0, "mean": spec.mean, "std": spec.std,
            "version": version, **spec.optional_keys()}
-    export_checked(m, x, out_dir, "captcha.onnx", cfg)
+    # with max_width: a graph of any width, checked at every canvas width
+    also = tuple(torch.randn(1, 1, h, cw) for cw in spec.widths()[1:])
+    export_checked(m, x, out_dir, "captcha.onnx", cfg, also)
 
 
 def main():
@@ -207,6 +239,10 @@ def main():
                     help="fill-height: squeeze a wide image by at most this much; written to model.json")
     ap.add_argument("--crop", default="none", choices=CROP_MODES,
                     help="the contract's crop step (preprocess.py); written to model.json")
+    ap.add_argument("--max-width", type=int, default=None,
+                    help="resize fit: wide text gets a canvas up to this wide (preprocess.py step 3b; "
+                         "attempt 27); written to model.json, and the graph is exported with a dynamic width")
+    ap.add_argument("--width-step", type=int, default=8, help="with --max-width: the canvas widths' step")
     ap.add_argument("--lr-mult", default="",
                     help="PREFIX=MULT,...: parameters whose name starts with PREFIX train at MULT x the lr "
                          "(attempt 25: `rnn=3` trains a grown BiLSTM and its projection faster than the pretrained convs)")
@@ -227,7 +263,8 @@ def main():
     torch.manual_seed(a.seed)
     random.seed(a.seed)
     np.random.seed(a.seed)
-    spec = InputSpec(mean=MEAN, std=STD, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop)
+    spec = InputSpec(mean=MEAN, std=STD, resize=a.resize, max_squeeze=a.max_squeeze, crop=a.crop, max_w=a.max_width,
+                     w_step=a.width_step)
     h, w = spec.h, spec.w
     if not a.no_gen and not a.export_only:
         generate(a.per_style, a.gen_workers, spec=spec)
@@ -285,13 +322,15 @@ def main():
         print("lr multipliers: " + ", ".join(f"{m} x {sum(p.numel() for p in ps)} params"
                                               for m, ps in sorted(groups.items())), flush=True)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    T = w // 4
 
-    vx, vy, vs = make_val(spec)
-    x, y, styles = load_shards(spec)
+    vx, vy, vs, vw = make_val(spec)
+    x, y, styles, xw = load_shards(spec)
     while x is None or len(set(styles)) < len(gen.STYLES):  # a background gen_data.py is still starting
         time.sleep(10)
-        x, y, styles = load_shards(spec)
+        x, y, styles, xw = load_shards(spec)
+    if spec.max_w is not None:
+        print("canvas widths: " + ", ".join(f"{cw}: {n}" for cw, n in zip(*np.unique(xw, return_counts=True))),
+              flush=True)
     print(f"train samples {len(y)}", flush=True)
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
@@ -307,17 +346,17 @@ def main():
         t0 -= st["elapsed"]
         print(f"resumed at step {step} ({st['elapsed']:.0f}s of {budget:.0f}s), best {best:.4f}", flush=True)
     if a.init and not a.resume:
-        report("eval step 0 (init)", evaluate(model, vx, vy, vs))
+        report("eval step 0 (init)", evaluate(model, vx, vy, vs, vw))
     done = False
     while not done:
         epoch += 1
         if epoch > 1:
-            nx, ny, ns = load_shards(spec)
+            nx, ny, ns, nw = load_shards(spec)
             if nx is not None and len(ny) > len(y):
-                x, y, styles = nx, ny, ns
+                x, y, styles, xw = nx, ny, ns, nw
                 print(f"epoch {epoch}: train samples {len(y)}", flush=True)
         perm = sample_order(styles, a.style_weights)
-        for i in range(0, len(perm) - a.batch + 1, a.batch):
+        for idx in width_batches(perm, xw, a.batch):
             frac = (time.time() - t0) / budget
             if frac >= 1:
                 done = True
@@ -326,8 +365,9 @@ def main():
             lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.5 * (1 + math.cos(math.pi * min(frac, 1.0))) * 0.97 + 0.03)
             for pg in opt.param_groups:
                 pg["lr"] = lr * pg.get("mult", 1.0)
-            idx = perm[i:i + a.batch]
-            xb = torch.from_numpy(x[idx]).float().unsqueeze(1) / 255.0
+            bw = int(xw[idx].max())
+            T = bw // 4
+            xb = torch.from_numpy(x[idx, :, :bw]).float().unsqueeze(1) / 255.0
             xb = augment(xb, g)
             xb = (xb - MEAN) / STD
             labels = [y[j] for j in idx]
@@ -353,14 +393,14 @@ def main():
                 parts = f" (ctc {loss_ctc.item():.4f} kl {kl.item():.4f})" if teacher is not None else ""
                 print(f"step {step} loss {loss.item():.4f}{parts} lr {lr:.2e} t {time.time() - t0:.0f}s", flush=True)
             if step % a.eval_every == 0:
-                score = report(f"eval step {step}", evaluate(model, vx, vy, vs))
+                score = report(f"eval step {step}", evaluate(model, vx, vy, vs, vw))
                 torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
                 if score > best:
                     best = score
                     torch.save(model.state_dict(), ckpt)
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                             "elapsed": time.time() - t0}, state_path)
-    score = report(f"final step {step}", evaluate(model, vx, vy, vs))
+    score = report(f"final step {step}", evaluate(model, vx, vy, vs, vw))
     torch.save(model.state_dict(), os.path.join(runs, "last.pt"))
     if score >= best:
         best = score
@@ -371,7 +411,7 @@ def main():
     with open(os.path.join(runs, "summary.json"), "w") as f:
         json.dump({"steps": step, "best_mean_exact_inner_val": best, "params": nparams, "minutes": a.minutes,
                    "train_samples": len(y), "wall_s": time.time() - t0, "width": width, "ctx": a.ctx,
-                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "lr_mult": a.lr_mult, "drop": list(drop), "freeze_bn": a.freeze_bn, "style_weights": a.style_weights, "crop": a.crop, "bf16": a.bf16,
+                   "batch": a.batch, "lr": a.lr, "seq2": a.seq2, "tsplit": a.tsplit, "gctx": a.gctx, "rnn": a.rnn, "lr_mult": a.lr_mult, "drop": list(drop), "freeze_bn": a.freeze_bn, "style_weights": a.style_weights, "crop": a.crop, "max_width": a.max_width, "width_step": a.width_step, "bf16": a.bf16,
                    "init": a.init, "distill": a.distill, "distill_shifts": a.distill_shifts,
                    "distill_weight": a.distill_weight}, f, indent=1)
 

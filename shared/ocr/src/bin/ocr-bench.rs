@@ -519,10 +519,11 @@ fn main() -> Result<()> {
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "ocr-bench: model {} ({}x{}, crop {}, resize {}, max squeeze {}, alphabet prior {}, T={}), cells {} (alphabet prior {}), loaded in {load_ms:.0} ms; {} images",
+        "ocr-bench: model {} ({}x{}, max width {}, crop {}, resize {}, max squeeze {}, alphabet prior {}, T={}), cells {} (alphabet prior {}), loaded in {load_ms:.0} ms; {} images",
         ocr.spec().version,
         ocr.spec().input_height,
         ocr.spec().input_width,
+        json!(ocr.spec().max_width),
         json!(ocr.spec().crop),
         json!(ocr.spec().resize),
         json!(ocr.spec().max_squeeze),
@@ -577,6 +578,7 @@ fn main() -> Result<()> {
             "model_crop": ocr.spec().crop,
             "model_resize": ocr.spec().resize,
             "model_max_squeeze": ocr.spec().max_squeeze,
+            "model_max_width": ocr.spec().max_width.map(|m| json!({"max_width": m, "width_step": ocr.spec().width_step})),
             "model_alphabet_prior": ocr.spec().alphabet_prior.len(),
             "cells": ocr.cells().map(|c| c.spec().version.clone()),
             "cells_alphabet_prior": ocr.cells().map(|c| c.spec().alphabet_prior.len()),
