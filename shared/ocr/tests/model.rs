@@ -72,6 +72,34 @@ fn natural(style: &str) -> Constraints {
     Constraints { case_sensitive: true, calc: style == "calc", phrase: style == "phrase", ..Constraints::default() }
 }
 
+type Json = serde_json::Map<String, serde_json::Value>;
+
+/// The committed `model/model.json`.
+fn committed_json() -> Json {
+    let path = Path::new(OCR_DIR).join("model").join("model.json");
+    match serde_json::from_slice(&std::fs::read(path).expect("model.json")).expect("JSON") {
+        serde_json::Value::Object(json) => json,
+        other => panic!("model.json is not an object: {other}"),
+    }
+}
+
+/// The committed graph loaded with its model.json as `edit` leaves it: how
+/// these tests try the contract's keys on a real model.
+fn committed_with(edit: impl FnOnce(&mut Json)) -> Result<Ocr, OcrError> {
+    let onnx = std::fs::read(Path::new(OCR_DIR).join("model").join("captcha.onnx")).expect("captcha.onnx");
+    let mut json = committed_json();
+    edit(&mut json);
+    Ocr::from_bytes(&onnx, serde_json::Value::Object(json).to_string().as_bytes())
+}
+
+/// The keys of a JSON object literal, to extend a model.json with.
+fn keys(extra: serde_json::Value) -> Json {
+    match extra {
+        serde_json::Value::Object(keys) => keys,
+        other => panic!("not an object: {other}"),
+    }
+}
+
 #[test]
 fn the_model_loads_and_honours_the_contract() {
     let ocr = ocr();
@@ -84,15 +112,7 @@ fn the_model_loads_and_honours_the_contract() {
 
 #[test]
 fn model_json_names_the_crop_and_resize_and_a_bad_one_fails_the_load() {
-    let dir = Path::new(OCR_DIR).join("model");
-    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
-    let with = |extra: serde_json::Value| {
-        let mut j = json.clone();
-        j.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
-        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
-    };
+    let with = |extra: serde_json::Value| committed_with(|j| j.extend(keys(extra)));
     // GIVEN the shipped graph with a capped fill-height resize THEN it loads with it
     let ocr = with(serde_json::json!({"resize": "fill-height", "max_squeeze": 1.35})).expect("capped fill-height");
     assert_eq!((ocr.spec().resize, ocr.spec().max_squeeze), (Resize::FillHeight, Some(1.35)));
@@ -120,16 +140,12 @@ fn model_json_names_the_crop_and_resize_and_a_bad_one_fails_the_load() {
 
 #[test]
 fn an_alphabet_prior_in_model_json_reads_a_real_image_and_a_bad_one_fails_the_load() {
-    let dir = Path::new(OCR_DIR).join("model");
-    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
     let with = |prior: serde_json::Value| {
-        let mut j = json.clone();
-        j["alphabet_prior"] = prior;
-        // The prior alone: without the test-time shifts' rescoring.
-        j["tta_shifts"] = serde_json::json!([]);
-        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+        committed_with(|j| {
+            j.insert("alphabet_prior".into(), prior);
+            // The prior alone: without the test-time shifts' rescoring.
+            j.insert("tta_shifts".into(), serde_json::json!([]));
+        })
     };
     let modes = serde_json::json!([
         {"alphabet": "0123456789", "share": 0.15},
@@ -180,17 +196,12 @@ fn an_alphabet_prior_in_model_json_reads_a_real_image_and_a_bad_one_fails_the_lo
 #[test]
 fn a_max_width_gives_wide_text_a_wider_canvas_and_a_bad_one_fails_the_load() {
     // MODEL.md attempt 27: the committed graph with `max_width` in its model.json
-    let dir = Path::new(OCR_DIR).join("model");
-    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
     let with = |extra: serde_json::Value| {
-        let mut j = json.clone();
-        let object = j.as_object_mut().expect("object");
-        object.remove("max_width");
-        object.remove("width_step");
-        object.extend(extra.as_object().expect("object").clone());
-        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+        committed_with(|j| {
+            j.remove("max_width");
+            j.remove("width_step");
+            j.extend(keys(extra));
+        })
     };
     let fixed = with(serde_json::json!({"crop": "ink-columns", "resize": "fit"})).expect("fixed width");
     let wide = with(serde_json::json!({"crop": "ink-columns", "resize": "fit", "max_width": 192, "width_step": 16}))
@@ -239,20 +250,17 @@ fn a_max_width_gives_wide_text_a_wider_canvas_and_a_bad_one_fails_the_load() {
 fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
     // The committed model.json's test-time shifts (attempt 23 part C),
     // against the same model without them.
-    let dir = Path::new(OCR_DIR).join("model");
-    let onnx = std::fs::read(dir.join("captcha.onnx")).expect("captcha.onnx");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.json")).expect("model.json")).expect("JSON");
-    let shifts = json["tta_shifts"].as_array().map_or(0, Vec::len);
-    let below = json["tta_below"].as_f64().expect("the committed model.json sets tta_below") as f32;
+    let json = committed_json();
+    let shifts = json.get("tta_shifts").and_then(|v| v.as_array()).map_or(0, Vec::len);
+    let below = json.get("tta_below").and_then(|v| v.as_f64()).expect("the committed model.json sets tta_below") as f32;
     assert!(shifts > 0, "the committed model.json has test-time shifts");
     let with = |shifts: serde_json::Value, below: f64| {
-        let mut j = json.clone();
-        j["tta_shifts"] = shifts;
-        j["tta_below"] = serde_json::json!(below);
-        Ocr::from_bytes(&onnx, j.to_string().as_bytes())
+        committed_with(|j| {
+            j.insert("tta_shifts".into(), shifts);
+            j.insert("tta_below".into(), serde_json::json!(below));
+        })
     };
-    let shifted = Ocr::from_bytes(&onnx, json.to_string().as_bytes()).expect("loads");
+    let shifted = committed_with(|_| {}).expect("loads");
     let plain = with(serde_json::json!([]), 1.0).expect("loads without shifts");
     let cs = natural("captcha-fonts");
     let (mut reread, mut exact_plain, mut exact_shifted) = (0, 0, 0);
@@ -301,8 +309,8 @@ fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
     }
 }
 
-fn charset(json: &serde_json::Value) -> Charset {
-    Charset::new(json["charset"].as_str().expect("a charset")).expect("charset")
+fn charset(json: &Json) -> Charset {
+    Charset::new(json.get("charset").and_then(|v| v.as_str()).expect("a charset")).expect("charset")
 }
 
 #[test]
