@@ -88,3 +88,39 @@ fn contradictory_or_unknown_flags_fail_with_a_message() {
         assert!(!out.stderr.is_empty(), "{args:?} should say why");
     }
 }
+
+#[test]
+fn readings_file_has_one_row_per_image_that_agrees_with_the_report() {
+    // GIVEN three images per style and a --readings file
+    let path = std::env::temp_dir().join(format!("ocr-bench-readings-{}.tsv", std::process::id()));
+    let path_arg = path.display().to_string();
+    let out = run(&["--json", "--no-anchor", "--limit", "3", "--throughput-secs", "0.2", "--readings", &path_arg]);
+    assert!(out.status.success(), "ocr-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON report on stdout");
+    let text = std::fs::read_to_string(&path).expect("the readings file");
+    std::fs::remove_file(&path).ok();
+
+    // THEN it has a header and one row of eight columns per image, named by its file and label
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("style\tfile\tlabel\tanswer\texact\tby\treadings\tmodel_ms"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3 * styles());
+    for row in &rows {
+        assert_eq!(row.len(), 8, "{row:?}");
+        let labels = std::fs::read_to_string(Path::new(OCR_DIR).join("validation").join(row[0]).join("labels.tsv"))
+            .expect("labels");
+        assert!(labels.lines().any(|l| l == format!("{}\t{}", row[1], row[2])), "{row:?}");
+        // AND an exact row's answer is its label (calc: the expression read)
+        assert_eq!(row[4] == "1", row[3] == row[2], "{row:?}");
+        assert!(["cells", "line", "none"].contains(&row[5]), "{row:?}");
+        let n: usize = row[6].parse().expect("readings count");
+        assert!(if row[5] == "line" { n >= 1 } else { n <= 1 }, "{row:?}");
+        assert!(row[7].parse::<f64>().is_ok_and(|ms| ms >= 0.0), "{row:?}");
+    }
+    // AND the exact rows per style add up to the report's exact share (rounded to 4 places)
+    for (style, score) in r["ours"]["styles"].as_object().expect("styles") {
+        let exact = rows.iter().filter(|row| row[0] == style && row[4] == "1").count() as f64;
+        let want = score["exact"].as_f64().expect("exact") * score["n"].as_f64().expect("n");
+        assert!((exact - want).abs() < 0.01, "{style}: {exact} rows exact, the report says {want}");
+    }
+}

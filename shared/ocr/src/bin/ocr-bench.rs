@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p captcha-ocr --bin ocr-bench [-- --json] [--limit N] [--offset N]
 //!     [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor]
-//!     [--throughput-secs S] [--cost-pass]
+//!     [--throughput-secs S] [--cost-pass] [--readings FILE]
 //! ```
 //!
 //! The embedded engine reads with its glyph-cell reader attached;
@@ -28,6 +28,13 @@
 //!    `~/.cache/captcha-train-venv`) if present, else `python3`.
 //!
 //! Prints a markdown report (or one JSON object with `--json`).
+//!
+//! `--readings FILE` also writes one tab-separated row per image (under a
+//! header): style, file, label, the answer (empty when none), whether it was
+//! exact (as 1. scores it), who answered (`cells`, `line`, or `none`), how
+//! many readings the answer was chosen from (the main model's test-time
+//! shifts make it more than 1), and the model's milliseconds. It is how two
+//! models are compared image by image.
 //!
 //! `--cost-pass` measures nothing itself: it runs every image's model step
 //! (what 2. times as "model alone") once through [`model_step`], for
@@ -61,6 +68,8 @@ struct Args {
     anchor: bool,
     throughput_secs: f64,
     cost_pass: bool,
+    /// `--readings FILE`: one row per image (see the crate doc).
+    readings: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -75,6 +84,7 @@ fn parse_args() -> Result<Args> {
         anchor: true,
         throughput_secs: 10.0,
         cost_pass: false,
+        readings: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -90,9 +100,10 @@ fn parse_args() -> Result<Args> {
             "--cells" => args.cells = Some(value()?.into()),
             "--no-cells" => args.no_cells = true,
             "--throughput-secs" => args.throughput_secs = value()?.parse().context("--throughput-secs")?,
+            "--readings" => args.readings = Some(value()?.into()),
             "-h" | "--help" => {
                 println!(
-                    "ocr-bench [--json] [--limit N] [--offset N] [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor] [--throughput-secs S] [--cost-pass]"
+                    "ocr-bench [--json] [--limit N] [--offset N] [--val-dir DIR] [--model DIR] [--cells DIR | --no-cells] [--no-anchor] [--throughput-secs S] [--cost-pass] [--readings FILE]"
                 );
                 std::process::exit(0);
             }
@@ -105,6 +116,8 @@ fn parse_args() -> Result<Args> {
 /// One validation image.
 struct Sample {
     style: String,
+    /// The image's file name in its style folder.
+    name: String,
     bytes: Vec<u8>,
     label: String,
     /// From `ambiguity.tsv`: the characters each position may be read as
@@ -185,7 +198,13 @@ fn load_samples(dir: &Path, offset: usize, limit: usize) -> Result<Vec<Sample>> 
                     bail!("{style}/ambiguity.tsv: the pattern for {name} does not match its label {label:?}");
                 }
             }
-            samples.push(Sample { style: style.clone(), bytes, label: label.to_string(), same });
+            samples.push(Sample {
+                style: style.clone(),
+                name: name.to_string(),
+                bytes,
+                label: label.to_string(),
+                same,
+            });
         }
     }
     if samples.is_empty() {
@@ -236,6 +255,8 @@ struct Measured {
     /// the waits for a shared CPU taken out.
     model_cpu_ns: Histogram<u64>,
     total_ns: Histogram<u64>,
+    /// One `--readings` row per image, in the order read.
+    rows: Vec<String>,
 }
 
 /// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`, nanosecond
@@ -262,6 +283,7 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         let _ = ocr.recognize(&s.bytes, &constraints_for(&s.style, true));
     }
     let mut styles: Vec<(String, StyleScore)> = Vec::new();
+    let mut rows = vec!["style\tfile\tlabel\tanswer\texact\tby\treadings\tmodel_ms".to_string()];
     for s in samples {
         if styles.last().is_none_or(|(name, _)| *name != s.style) {
             styles.push((s.style.clone(), StyleScore::default()));
@@ -316,7 +338,22 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
             score.with_bound += 1;
             score.bound += bound;
         }
-        let Some((answer, readings, by_cells)) = answer else { continue };
+        // Labels and answers hold no tab or newline; a file name could, so
+        // it is written escaped.
+        let row = |answer: &str, exact: bool, by: &str, n: usize| {
+            format!(
+                "{}\t{}\t{}\t{answer}\t{}\t{by}\t{n}\t{:.3}",
+                s.style,
+                s.name.escape_default(),
+                s.label,
+                u8::from(exact),
+                model.map_or(0.0, |m| m.as_secs_f64() * 1000.0)
+            )
+        };
+        let Some((answer, readings, by_cells)) = answer else {
+            rows.push(row("", false, "none", 0));
+            continue;
+        };
         score.by_cells += usize::from(by_cells);
         if let Some((pattern, _)) = &s.same {
             score.forgiven += usize::from(matches(pattern, &answer.text));
@@ -334,15 +371,22 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         if s.style == "calc" {
             // Scored on the expression read, as ddddocr is; the result on the side.
             score.exact += usize::from(answer.raw == s.label);
+            rows.push(row(&answer.raw, answer.raw == s.label, if by_cells { "cells" } else { "line" }, readings.len()));
             score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
             let want = calc_result(&s.label).map(|v| v.to_string());
             score.answer += usize::from(want.as_deref() == Some(answer.text.as_str()));
         } else {
             score.exact += usize::from(answer.text == s.label);
+            rows.push(row(
+                &answer.text,
+                answer.text == s.label,
+                if by_cells { "cells" } else { "line" },
+                readings.len(),
+            ));
             score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
         }
     }
-    Ok(Measured { styles, model_ns, model_cpu_ns, total_ns })
+    Ok(Measured { styles, model_ns, model_cpu_ns, total_ns, rows })
 }
 
 /// One image's model step, as `measure_serial` times it: the cell reader's
@@ -536,6 +580,10 @@ fn main() -> Result<()> {
 
     let load_before = load_average();
     let measured = measure_serial(&ocr, &samples)?;
+    if let Some(path) = &args.readings {
+        std::fs::write(path, measured.rows.join("\n") + "\n")
+            .with_context(|| format!("--readings {}", path.display()))?;
+    }
     eprintln!("ocr-bench: accuracy and latency done; throughput on {workers} workers...");
     let images_per_s = measure_throughput(&ocr, &samples, workers, args.throughput_secs);
     let anchor = if args.anchor {
