@@ -368,23 +368,17 @@ fn measure_serial(ocr: &Ocr, samples: &[Sample]) -> Result<Measured> {
         }
         .map(|a| a.raw.to_lowercase())
         .unwrap_or_default();
+        // calc is scored on the expression read, as ddddocr is; its result
+        // is counted on the side.
+        let read = if s.style == "calc" { &answer.raw } else { &answer.text };
+        let exact = *read == s.label;
+        score.exact += usize::from(exact);
+        score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
         if s.style == "calc" {
-            // Scored on the expression read, as ddddocr is; the result on the side.
-            score.exact += usize::from(answer.raw == s.label);
-            rows.push(row(&answer.raw, answer.raw == s.label, if by_cells { "cells" } else { "line" }, readings.len()));
-            score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
             let want = calc_result(&s.label).map(|v| v.to_string());
             score.answer += usize::from(want.as_deref() == Some(answer.text.as_str()));
-        } else {
-            score.exact += usize::from(answer.text == s.label);
-            rows.push(row(
-                &answer.text,
-                answer.text == s.label,
-                if by_cells { "cells" } else { "line" },
-                readings.len(),
-            ));
-            score.exact_ci += usize::from(read_ci == s.label.to_lowercase());
         }
+        rows.push(row(read, exact, if by_cells { "cells" } else { "line" }, readings.len()));
     }
     Ok(Measured { styles, model_ns, model_cpu_ns, total_ns, rows })
 }
