@@ -19,22 +19,22 @@ const OCR_DIR: &str = env!("CARGO_MANIFEST_DIR");
 const PER_STYLE: usize = 100;
 
 /// Exact (case-sensitive) accuracy floors on the first [`PER_STYLE`] images
-/// of each style, about five points under what model `ctc-conv-bilstm-slim-48x160-ink-v17`
-/// measured on them before its alphabet prior (calc 0.79, captcha-default 0.81,
-/// captcha-fonts 0.53, multicolor 0.01, phrase 0.79, pillow 0.77; with the
-/// prior, attempt 22: captcha-default 0.82, captcha-fonts 0.55, pillow 0.78,
-/// the others unchanged; with the test-time shifts of attempt 23, higher
-/// again; whole sets in `BENCHMARKS.md`):
+/// of each style, about five points under what the embedded engine (model
+/// `ctc-conv-bilstm-slim-48x160-ink-w224-v28` with its test-time shifts,
+/// MODEL.md attempt 31) reads on them: calc 0.81, captcha-default 0.86,
+/// captcha-fonts 0.56, phrase 0.85, pillow 0.81 (v17, the model before it:
+/// 0.81, 0.83, 0.54, 0.82, 0.81; whole sets in `BENCHMARKS.md`):
 /// a drop below one means the preprocessing, the decoding or the model broke.
-/// calc is scored on the expression read (`Answer::raw`). multicolor is not
-/// read at all by this model, so its floor guards nothing yet.
+/// calc is scored on the expression read (`Answer::raw`). multicolor is read
+/// by the cell reader, which this test leaves out, so its floor guards
+/// nothing here (`tests/cells.rs` has its own).
 const FLOORS: &[(&str, f64)] = &[
-    ("calc", 0.74),
-    ("captcha-default", 0.76),
-    ("captcha-fonts", 0.48),
+    ("calc", 0.76),
+    ("captcha-default", 0.81),
+    ("captcha-fonts", 0.51),
     ("multicolor", 0.0),
-    ("phrase", 0.74),
-    ("pillow", 0.72),
+    ("phrase", 0.80),
+    ("pillow", 0.76),
 ];
 
 fn ocr() -> &'static Ocr {
@@ -112,7 +112,14 @@ fn the_model_loads_and_honours_the_contract() {
 
 #[test]
 fn model_json_names_the_crop_and_resize_and_a_bad_one_fails_the_load() {
-    let with = |extra: serde_json::Value| committed_with(|j| j.extend(keys(extra)));
+    // The shipped model.json may widen its canvas (`max_width`), which only
+    // `fit` allows, so each variant here starts without it.
+    let with = |extra: serde_json::Value| {
+        committed_with(|j| {
+            j.remove("max_width");
+            j.extend(keys(extra))
+        })
+    };
     // GIVEN the shipped graph with a capped fill-height resize THEN it loads with it
     let ocr = with(serde_json::json!({"resize": "fill-height", "max_squeeze": 1.35})).expect("capped fill-height");
     assert_eq!((ocr.spec().resize, ocr.spec().max_squeeze), (Resize::FillHeight, Some(1.35)));
