@@ -56,6 +56,12 @@ pub struct ModelSpec {
     /// See `tta_shifts`; absent: 1.0, every reading.
     #[serde(default = "every_reading")]
     pub tta_below: f32,
+    /// With `max_width`: the `tta_below` of a canvas wider than
+    /// `input_width` (MODEL.md, attempt 33). A wider canvas has more CTC
+    /// steps, so more chances for one to fall under a threshold chosen for
+    /// `input_width`; absent: `tta_below` for every canvas.
+    #[serde(default)]
+    pub tta_below_wide: Option<f32>,
     /// With `resize` `fit`: the widest canvas a wide image gets (MODEL.md,
     /// attempt 27; [`InputSpec::canvas_width`]); the graph must take any
     /// width, and one plan is built per canvas width. Absent: every canvas
@@ -70,6 +76,17 @@ pub struct ModelSpec {
 
 fn every_reading() -> f32 {
     1.0
+}
+
+impl ModelSpec {
+    /// The re-read threshold of a canvas `width` columns wide:
+    /// `tta_below_wide` above `input_width` when it is set, else `tta_below`.
+    pub fn tta_below_at(&self, width: usize) -> f32 {
+        match self.tta_below_wide {
+            Some(wide) if width > self.input_width as usize => wide,
+            _ => self.tta_below,
+        }
+    }
 }
 
 fn eight_columns() -> u32 {
@@ -240,6 +257,13 @@ impl Ocr {
                 spec.tta_shifts, spec.tta_below
             )));
         }
+        if let Some(wide) = spec.tta_below_wide {
+            if !(wide > 0.0 && wide <= 1.0) || spec.max_width.is_none() {
+                return Err(OcrError::Model(format!(
+                    "tta_below_wide {wide}: 0 < tta_below_wide <= 1, and only with max_width (no canvas is wider without it)"
+                )));
+            }
+        }
         if let Some(max_width) = spec.max_width {
             let (w, step) = (spec.input_width, spec.width_step);
             if spec.resize != Resize::Fit
@@ -394,14 +418,14 @@ impl Ocr {
 
     /// The main model's readings of one input: one run, and when that
     /// reading is unsure and the model.json asks for it, one more per
-    /// test-time shift (`tta_shifts`, `tta_below`).
+    /// test-time shift (`tta_shifts`, `tta_below`, `tta_below_wide`).
     pub fn line_readings(&self, input: &[f32]) -> Result<Vec<LogProbs>, OcrError> {
         let first = self.infer(input)?;
-        if self.spec.tta_shifts.is_empty() || first.least_sure() >= self.spec.tta_below {
-            return Ok(vec![first]);
-        }
         let h = self.input.height as usize;
         let w = input.len() / h;
+        if self.spec.tta_shifts.is_empty() || first.least_sure() >= self.spec.tta_below_at(w) {
+            return Ok(vec![first]);
+        }
         let mut readings = vec![first];
         for &[dy, dx] in &self.spec.tta_shifts {
             readings.push(self.infer(&preprocess::shift_planes(input, h, w, dy, dx))?);

@@ -259,7 +259,7 @@ fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
     // against the same model without them.
     let json = committed_json();
     let shifts = json.get("tta_shifts").and_then(|v| v.as_array()).map_or(0, Vec::len);
-    let below = json.get("tta_below").and_then(|v| v.as_f64()).expect("the committed model.json sets tta_below") as f32;
+    assert!(json.get("tta_below").and_then(|v| v.as_f64()).is_some(), "the committed model.json sets tta_below");
     assert!(shifts > 0, "the committed model.json has test-time shifts");
     let with = |shifts: serde_json::Value, below: f64| {
         committed_with(|j| {
@@ -276,6 +276,7 @@ fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
         let readings = shifted.line_readings(&x).expect("runs");
         let alone = plain.decode_readings(&plain.line_readings(&x).expect("runs"), &cs).expect("reads");
         let answer = shifted.decode_readings(&readings, &cs).expect("reads");
+        let below = shifted.spec().tta_below_at(x.len() / shifted.spec().input_height as usize);
         if readings[0].least_sure() >= below {
             // THEN a sure reading is the only one, and its answer is the plain one
             assert_eq!(readings.len(), 1, "{name}");
@@ -313,6 +314,50 @@ fn shifted_readings_of_unsure_inputs_choose_among_their_own_answers() {
         (serde_json::json!([[1, 0]]), 1.5),
     ] {
         assert!(matches!(with(shifts.clone(), below), Err(OcrError::Model(_))), "{shifts} {below}");
+    }
+}
+
+#[test]
+fn a_wide_canvas_is_re_read_by_its_own_threshold() {
+    // GIVEN the shipped graph with canvases up to 224 columns, re-read below
+    // 0.5 at 160 columns and always (below 1.0) when wider
+    let split = |j: &mut Json| {
+        j.insert("max_width".into(), serde_json::json!(224));
+        j.insert("tta_below".into(), serde_json::json!(0.5));
+        j.insert("tta_below_wide".into(), serde_json::json!(1.0));
+    };
+    let ocr = committed_with(split).expect("loads with tta_below_wide");
+    let shifts = ocr.spec().tta_shifts.len();
+    let h = ocr.spec().input_height as usize;
+    let (mut wide, mut narrow) = (0, 0);
+    for style in ["captcha-fonts", "pillow"] {
+        for (name, bytes, _) in validation(style, 100) {
+            let x = ocr.line_input(&ocr.decode_image(&bytes).expect("decodes"));
+            let readings = ocr.line_readings(&x).expect("runs");
+            if x.len() / h > ocr.spec().input_width as usize {
+                // THEN every wider canvas is read at every shift
+                wide += 1;
+                assert_eq!(readings.len(), shifts + 1, "{style}/{name}: wide, read once");
+            } else {
+                // AND a 160-column one only when its least sure step is under 0.5
+                narrow += 1;
+                let unsure = readings[0].least_sure() < 0.5;
+                assert_eq!(readings.len(), if unsure { shifts + 1 } else { 1 }, "{style}/{name}");
+            }
+        }
+    }
+    assert!(wide > 0 && narrow > 0, "{wide} wide and {narrow} narrow canvases: both kinds are needed");
+    // AND the threshold is refused outside (0, 1], or without max_width
+    for bad in [
+        serde_json::json!({"max_width": 224, "tta_below_wide": 0.0}),
+        serde_json::json!({"max_width": 224, "tta_below_wide": 1.5}),
+        serde_json::json!({"tta_below_wide": 0.6}),
+    ] {
+        let loaded = committed_with(|j| {
+            j.remove("max_width");
+            j.extend(keys(bad.clone()))
+        });
+        assert!(matches!(loaded, Err(OcrError::Model(_))), "{bad}");
     }
 }
 
