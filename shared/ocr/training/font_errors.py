@@ -1,9 +1,9 @@
 """Where does captcha-fonts go wrong: by font, by number of fonts, by text length?
 
-  python font_errors.py SEED:VAL_DIR:READINGS.tsv [SEED:VAL_DIR:READINGS.tsv ...]
+  python font_errors.py SEED:READINGS.tsv [SEED:READINGS.tsv ...]
 
-Each argument is a set made by make_validation.py (its seed and folder) and
-the `ocr-bench --val-dir VAL_DIR --readings READINGS.tsv` rows of one engine
+Each argument is the seed of a set made by make_validation.py and the
+`ocr-bench --val-dir <that set> --readings READINGS.tsv` rows of one engine
 on it. Every captcha-fonts image is drawn again with the same seed and index
 (gen.style_captcha_fonts is deterministic), which recovers the fonts it was
 drawn with; the label is checked against the row's. Prints the exact score by
@@ -47,7 +47,9 @@ def main():
     by_nfonts, by_len = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0, 0])
     by_font = collections.defaultdict(lambda: [0, 0, 0])  # images, errors, case-insensitive errors
     for arg in sys.argv[1:]:
-        seed, _val_dir, readings = arg.split(":", 2)
+        seed, sep, readings = arg.partition(":")
+        if not sep or not seed.isdigit():
+            sys.exit(f"{arg}: expected SEED:READINGS.tsv")
         with open(readings) as f:
             rows = [r for r in csv.DictReader(f, delimiter="\t") if r["style"] == "captcha-fonts"]
         for r in rows:
