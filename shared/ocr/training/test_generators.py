@@ -10,8 +10,11 @@ text draws.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import tempfile
 import random
 import sys
 import unittest
@@ -19,6 +22,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import alphabet_prior  # noqa: E402
+import font_errors  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
 import preprocess  # noqa: E402
@@ -76,6 +80,52 @@ class TextDraws(unittest.TestCase):
             self.assertEqual(len(labels), count, style)
             drawn = [validation_text(style, i) for i in range(count)]
             self.assertEqual(drawn, labels, style)
+
+
+class FontErrors(unittest.TestCase):
+    """font_errors.py recovers each captcha-fonts image's fonts from its seed."""
+
+    def run_on(self, seed, rows):
+        with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as f:
+            f.write("style\tfile\tlabel\tanswer\texact\tby\treadings\tmodel_ms\n")
+            f.writelines("\t".join(r) + "\n" for r in rows)
+        out = io.StringIO()
+        old_argv = sys.argv
+        try:
+            sys.argv = ["font_errors.py", f"{seed}:{f.name}"]
+            with contextlib.redirect_stdout(out):
+                font_errors.main()
+        finally:
+            sys.argv = old_argv
+            os.unlink(f.name)
+        return out.getvalue()
+
+    def test_the_committed_set_is_counted_by_its_fonts_and_lengths(self):
+        val = os.path.normpath(os.path.join(HERE, "..", "validation", "captcha-fonts"))
+        with open(os.path.join(val, "labels.tsv")) as f:
+            labelled = [line.rstrip("\n").split("\t") for line in f if line.strip()][:4]
+        # two read right, two wrong (the second only in case)
+        answers = [labelled[0][1], labelled[1][1], labelled[2][1].swapcase(), "?"]
+        rows = [["captcha-fonts", name, label, a, str(int(a == label)), "line", "1", "1.0"]
+                for (name, label), a in zip(labelled, answers)]
+        rows.append(["pillow", "0000.png", "x", "x", "1", "line", "1", "1.0"])  # other styles are skipped
+        text = self.run_on(make_validation.SEED, rows)
+        fonts = [font_errors.fonts_of(make_validation.SEED, int(name.split(".")[0]))[1] for name, _ in labelled]
+        by_n = {}
+        for fs, a, (_, label) in zip(fonts, answers, labelled):
+            n, ok = by_n.get(len(fs), (0, 0))
+            by_n[len(fs)] = (n + 1, ok + (a == label))
+        want = {k: f"{ok}/{n} = {ok / n:.2f}" for k, (n, ok) in sorted(by_n.items())}
+        self.assertIn(f"by number of fonts: {want}", text)
+        self.assertIn(f"{len({os.path.basename(p) for fs in fonts for p in fs})} fonts, worst first:", text)
+
+    def test_a_wrong_seed_is_refused(self):
+        val = os.path.normpath(os.path.join(HERE, "..", "validation", "captcha-fonts"))
+        with open(os.path.join(val, "labels.tsv")) as f:
+            name, label = f.readline().rstrip("\n").split("\t")
+        with self.assertRaises(SystemExit) as e:
+            self.run_on(make_validation.SEED + 1, [["captcha-fonts", name, label, label, "1", "line", "1", "1.0"]])
+        self.assertIn("wrong seed", str(e.exception))
 
 
 class AlphabetPriors(unittest.TestCase):
