@@ -19,6 +19,8 @@ import random
 import sys
 import unittest
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import alphabet_prior  # noqa: E402
@@ -26,6 +28,7 @@ import font_errors  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
 import preprocess  # noqa: E402
+import second_opinion  # noqa: E402
 
 
 class FixedMode(random.Random):
@@ -202,3 +205,47 @@ class WideCanvas(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SecondOpinion(unittest.TestCase):
+    """second_opinion.py's choices between two readers' log-probabilities
+    (attempt 34), on hand-made [T, C] matrices over a three-letter charset."""
+
+    CS = "abc"
+
+    def logp(self, path, sure):
+        """[T, 4] log-probabilities whose argmax is `path` (0 = blank, i = CS[i-1]),
+        each step's top class at probability `sure[t]`, the rest shared."""
+        m = np.full((len(path), 4), 0.0)
+        for t, (c, p) in enumerate(zip(path, sure)):
+            m[t, :] = (1 - p) / 3
+            m[t, c] = p
+        return np.log(m)
+
+    def test_the_surer_reader_is_asked_only_where_a_is_unsure(self):
+        a = self.logp([1, 0, 2], [0.9, 0.9, 0.4])  # "ab", least sure step 0.4
+        b = self.logp([1, 0, 3], [0.9, 0.9, 0.8])  # "ac", surer
+        r = second_opinion.choose(a, b, self.CS, 0.6)
+        self.assertEqual((r["a"], r["b"], r["surer"], r["surer_unsure"]), ("ab", "ac", "ac", "ac"))
+        self.assertAlmostEqual(r["conf_a"], 0.4)
+        r = second_opinion.choose(a, b, self.CS, 0.3)  # A is not under 0.3: its reading stands
+        self.assertEqual((r["surer"], r["surer_unsure"], r["mean_unsure"]), ("ac", "ab", "ab"))
+
+    def test_the_mean_reading_weighs_both_models_per_step(self):
+        a = self.logp([1, 0, 2], [0.9, 0.9, 0.45])  # step 2: b at 0.45, c at 0.1833
+        b = self.logp([1, 0, 3], [0.9, 0.9, 0.55])  # step 2: c at 0.55, b at 0.15
+        r = second_opinion.choose(a, b, self.CS, 0.6)
+        # mean of logs: b -> (log .45 + log .15)/2 = -1.348, c -> (log .1833 + log .55)/2 = -1.147
+        self.assertEqual(r["mean_unsure"], "ac")
+        m = second_opinion.mean_logp(a, b)
+        np.testing.assert_allclose(np.exp(m).sum(-1), 1.0, rtol=1e-9)
+        self.assertIsNone(second_opinion.mean_logp(a, b[:2]))
+
+    def test_either_counts_when_one_reading_is_right(self):
+        a = self.logp([1, 0, 2], [0.9, 0.9, 0.4])
+        b = self.logp([1, 0, 3], [0.9, 0.9, 0.8])
+        r = second_opinion.choose(a, b, self.CS, 0.6)
+        s = second_opinion.score(r, "ab")
+        self.assertEqual((s["a"], s["b"], s["either"], s["surer"]), ((True, True), (False, False), (True, True),
+                                                                      (False, False)))
+        self.assertEqual(second_opinion.score(r, "AC")["b"], (False, True))
