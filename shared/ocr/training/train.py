@@ -156,6 +156,18 @@ def parse_shifts(text: str) -> list:
     return [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part]
 
 
+def teacher_graph(ckpt: str, student: dict) -> dict:
+    """The --distill teacher's graph: from the summary.json train.py wrote beside its
+    checkpoint (another graph may teach: attempt 34's larger reader), else the student's."""
+    path = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "summary.json")
+    if not os.path.exists(path):
+        return dict(student)
+    with open(path) as f:
+        s = json.load(f)
+    return {"width": tuple(s["width"]), "ctx": s["ctx"], "seq2": s.get("seq2", 0), "tsplit": s.get("tsplit", 1),
+            "gctx": s.get("gctx", 0), "rnn": s.get("rnn", 0), "drop": tuple(s.get("drop", ()))}
+
+
 def evaluate(model, vx, vy, vs, vw, bs=256):
     """The in-training check: greedy decodes, each canvas read at its own width."""
     model.eval()
@@ -250,7 +262,8 @@ def main():
                     help="forward pass under bfloat16 autocast (weights, optimiser and loss stay float32): "
                          "~1.4x the steps on a CPU with AMX, such as the Xeons of these machines")
     ap.add_argument("--distill", default="",
-                    help="teacher checkpoint with the student's graph (--width/--rnn/--drop...): the loss adds "
+                    help="teacher checkpoint, its graph from the summary.json beside it (else the student's "
+                         "--width/--rnn/--drop...): the loss adds "
                          "--distill-weight x the per-step KL from the teacher's readings of the batch at each "
                          "--distill-shifts, combined as the normalised mean of their log-probabilities")
     ap.add_argument("--distill-shifts", default="0,0;1,0;-1,0;0,1;0,-1",
@@ -301,8 +314,12 @@ def main():
         return
     teacher, shifts = None, parse_shifts(a.distill_shifts)
     if a.distill:
-        teacher = CtcConvNet(1 + len(CHARSET), h, w, width, a.ctx, a.seq2, a.tsplit, a.gctx, a.rnn, drop)
+        tg = teacher_graph(a.distill, {"width": width, "ctx": a.ctx, "seq2": a.seq2, "tsplit": a.tsplit,
+                                       "gctx": a.gctx, "rnn": a.rnn, "drop": drop})
+        teacher = CtcConvNet(1 + len(CHARSET), h, w, tg["width"], tg["ctx"], tg["seq2"], tg["tsplit"], tg["gctx"],
+                             tg["rnn"], tg["drop"])
         teacher.load_state_dict(torch.load(a.distill, map_location="cpu"))
+        print(f"teacher graph {tg}", flush=True)
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
