@@ -32,18 +32,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from evaluate import ctc_greedy  # noqa: E402
 
 CHOICES = ("a", "b", "either", "surer", "surer_unsure", "mean_unsure")
-
-
-def ctc_greedy(logp: np.ndarray, charset: str, blank: int = 0) -> str:
-    best = logp.argmax(-1)
-    out, prev = [], blank
-    for b in best:
-        if b != prev and b != blank:
-            out.append(charset[b - 1])
-        prev = b
-    return "".join(out)
 
 
 def confidence(logp: np.ndarray) -> float:
@@ -87,10 +78,9 @@ def score(readings: dict, label: str) -> dict:
 
 
 def main():
-    import onnxruntime as ort
     from PIL import Image
 
-    from evaluate import VAL_DIR, read_labels, styles
+    from evaluate import VAL_DIR, read_labels, session, styles
     from preprocess import InputSpec, load_config, preprocess
 
     ap = argparse.ArgumentParser()
@@ -104,10 +94,7 @@ def main():
     models = []
     for d in (a.a, a.b):
         cfg = load_config(d)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(os.path.join(d, "captcha.onnx"), so, providers=["CPUExecutionProvider"])
+        sess = session(os.path.join(d, "captcha.onnx"))
         models.append((cfg, InputSpec.from_config(cfg), sess, sess.get_inputs()[0].name))
     charset = models[0][0]["charset"]
     if models[1][0]["charset"] != charset:
