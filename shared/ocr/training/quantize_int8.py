@@ -6,8 +6,11 @@ result is a model directory (`captcha.onnx` + the source's `model.json`,
 version suffixed `-int8`) that `ocr-bench --model DIR` and
 `evaluate.py --model-dir DIR` read.
 
-It is kept to reproduce a measurement, not to ship: tract 0.23.9 runs
-these int8 convs about 3x slower than the f32 ones on x86-64.
+It is kept to reproduce a measurement, not to ship: on an AVX2-only
+x86-64 core tract 0.23.9 runs these int8 convs about 3x slower than the
+f32 ones (its int8 kernel there emulates the dot product); on cores with
+AVX-512-VNNI or AMX, and on arm64, tract has other int8 kernels, not yet
+measured with this model.
 
   python quantize_int8.py --out DIR [--model-dir ../model] [--data data/48x160-ink-w224s8]
       [--n 600] [--per-channel [--reduce-range]] [--ops Conv,Relu,MaxPool]
