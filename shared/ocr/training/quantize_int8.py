@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--ops", default="Conv,Relu,MaxPool")
     a = ap.parse_args()
 
-    spec = json.load(open(os.path.join(a.model_dir, "model.json")))
+    with open(os.path.join(a.model_dir, "model.json")) as f:
+        spec = json.load(f)
     src = os.path.join(a.model_dir, "captcha.onnx")
     name = onnx.load(src).graph.input[0].name
     inputs = calibration_inputs(a.data, a.n, spec["input_width"])
