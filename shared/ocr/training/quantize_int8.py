@@ -8,9 +8,10 @@ version suffixed `-int8`) that `ocr-bench --model DIR` and
 
 It is kept to reproduce a measurement, not to ship: on an AVX2-only
 x86-64 core tract 0.23.9 runs these int8 convs about 3x slower than the
-f32 ones (its int8 kernel there emulates the dot product); on cores with
-AVX-512-VNNI or AMX, and on arm64, tract has other int8 kernels, not yet
-measured with this model.
+f32 ones (its int8 kernel there emulates the dot product); on an AMX Xeon
+about 1.3x slower (each quantized conv's im2col and column sums), and tract's
+AMX kernel crashes there when a second thread runs the model. Only arm64's
+int8 kernels are not yet measured with this model.
 
   python quantize_int8.py --out DIR [--model-dir ../model] [--data data/48x160-ink-w224s8]
       [--n 600] [--per-channel [--reduce-range]] [--ops Conv,Relu,MaxPool]
