@@ -16,6 +16,11 @@ all, it counts the images read exactly (case-insensitively in brackets) by:
   mean_unsure   A's reading, unless A is under --below: then the greedy reading
                 of the two models' log-probabilities averaged step by step
                 (only where both give the same number of steps)
+  joint_unsure  A's reading, unless A is under --below: then of A's and B's
+                readings the one the two models together find likeliest (the
+                sum of its CTC log-likelihood under each; no step alignment
+                needed, as the engine's test-time shifts combine readings)
+  joint         the same on every image
 
 No prior, no shifts: this measures how differently two graphs read, not the
 engine's answer.
@@ -34,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from evaluate import ctc_greedy  # noqa: E402
 
-CHOICES = ("a", "b", "either", "surer", "surer_unsure", "mean_unsure")
+CHOICES = ("a", "b", "either", "surer", "surer_unsure", "mean_unsure", "joint_unsure", "joint")
 
 
 def confidence(logp: np.ndarray) -> float:
@@ -51,6 +56,41 @@ def mean_logp(la: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
     return m - np.log(np.exp(m).sum(-1, keepdims=True))
 
 
+def ctc_loglik(logp: np.ndarray, text: str, charset: str) -> float:
+    """log P(text) under a [T, C] CTC reading (class 0 the blank, class i
+    charset[i-1]): the forward algorithm's sum over every alignment."""
+    labels = [charset.index(ch) + 1 for ch in text if ch in charset]
+    if len(labels) != len(text):
+        return -np.inf
+    ext = [0]
+    for c in labels:
+        ext += [c, 0]
+    s_len, t_len = len(ext), logp.shape[0]
+    alpha = np.full(s_len, -np.inf)
+    alpha[0] = logp[0, 0]
+    if s_len > 1:
+        alpha[1] = logp[0, ext[1]]
+    for t in range(1, t_len):
+        prev = alpha
+        alpha = np.full(s_len, -np.inf)
+        for s in range(s_len):
+            a = prev[s]
+            if s >= 1:
+                a = np.logaddexp(a, prev[s - 1])
+            if s >= 2 and ext[s] != 0 and ext[s] != ext[s - 2]:
+                a = np.logaddexp(a, prev[s - 2])
+            alpha[s] = a + logp[t, ext[s]]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if s_len > 1 else alpha[-1])
+
+
+def joint(la: np.ndarray, lb: np.ndarray, ra: str, rb: str, charset: str) -> str:
+    """Of the two readings, the one with the larger summed log-likelihood under both."""
+    if ra == rb:
+        return ra
+    score = {c: ctc_loglik(la, c, charset) + ctc_loglik(lb, c, charset) for c in (ra, rb) if c}
+    return max(score, key=score.get) if score else ra
+
+
 def choose(la: np.ndarray, lb: np.ndarray, charset: str, below: float) -> dict:
     """Each choice's reading of one image, from A's and B's [T, C] log-probabilities.
     "either" holds both readings (it counts when one of them is right)."""
@@ -64,6 +104,7 @@ def choose(la: np.ndarray, lb: np.ndarray, charset: str, below: float) -> dict:
         mean = ctc_greedy(m, charset) if m is not None else surer
     return {"a": ra, "b": rb, "either": (ra, rb), "surer": surer,
             "surer_unsure": surer if unsure else ra, "mean_unsure": mean if unsure else ra,
+            "joint_unsure": joint(la, lb, ra, rb, charset) if unsure else ra, "joint": joint(la, lb, ra, rb, charset),
             "conf_a": ca, "conf_b": cb}
 
 
