@@ -35,7 +35,7 @@ use tract_onnx::prelude::*;
 
 use crate::ctc::{Charset, LogProbs};
 use crate::error::OcrError;
-use crate::model::{plan_for, read_model_file, AlphabetShare, Plan};
+use crate::model::{cpu_has_amx, plan_for, read_model_file, refuse_int8_on_amx, AlphabetShare, Plan};
 use crate::preprocess::{resize_bilinear_planes, shift_planes, Region};
 
 /// `model-cells/model.json`: the cell model's input and the splitting rules.
@@ -131,6 +131,7 @@ impl CellReader {
             return Err(OcrError::Model(format!("cells: implausible model.json {spec:?}")));
         }
         let s = spec.cell_size as usize;
+        refuse_int8_on_amx(onnx, cpu_has_amx()).map_err(|e| OcrError::Model(format!("cells: {e}")))?;
         let plan = plan_for(onnx, [1, 3, s, s]).map_err(|e| OcrError::Model(format!("cells: {e:#}")))?;
         let reader = CellReader { plan, spec };
         let probe = reader.classify(&vec![0.0; 3 * s * s]).map_err(|e| OcrError::Model(format!("cells: {e}")))?;

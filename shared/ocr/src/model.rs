@@ -113,6 +113,58 @@ fn compile_prior(charset: &Charset, modes: &[AlphabetShare]) -> Result<Option<Al
     AlphabetPrior::new(charset, modes.iter().map(|m| (m.alphabet.as_str(), m.share))).map(Some)
 }
 
+/// ONNX operators whose products tract runs on its int8 kernels.
+const INT8_OPS: &[&str] = &["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"];
+
+/// The int8 operators among an ONNX graph's nodes, each named once.
+pub(crate) fn int8_ops(onnx: &[u8]) -> Result<Vec<String>, OcrError> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut Cursor::new(onnx))
+        .map_err(|e| OcrError::Model(format!("not an ONNX model: {e:#}")))?;
+    let mut found: Vec<String> = Vec::new();
+    for node in proto.graph.iter().flat_map(|g| &g.node) {
+        if INT8_OPS.contains(&node.op_type.as_str()) && !found.contains(&node.op_type) {
+            found.push(node.op_type.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether this CPU has AMX tiles (CPUID leaf 7, EDX bit 24).
+pub(crate) fn cpu_has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is reported as
+        // zeros where it is not implemented.
+        #[allow(unused_unsafe)]
+        let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+        leaf7.edx & (1 << 24) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Refuses an int8 graph on a CPU with AMX: tract 0.23.9 picks its AMX
+/// int8 kernel there, and that kernel faults (SIGSEGV, the whole process)
+/// on a thread other than the one that loaded the model (MODEL.md, "int8
+/// convs in tract"), which is how the engine's worker threads call it. Every shipped model is f32; this stops a user's int8 file from
+/// taking the service down.
+pub(crate) fn refuse_int8_on_amx(onnx: &[u8], amx: bool) -> Result<(), OcrError> {
+    if !amx {
+        return Ok(());
+    }
+    let ops = int8_ops(onnx)?;
+    if ops.is_empty() {
+        return Ok(());
+    }
+    Err(OcrError::Model(format!(
+        "an int8 graph ({}) on a CPU with AMX: tract's AMX int8 kernel crashes when threads share the model; use an f32 model here",
+        ops.join(", ")
+    )))
+}
+
 /// An ONNX graph as an optimised tract plan for one fixed input shape.
 pub(crate) fn plan_for(onnx: &[u8], input: [usize; 4]) -> TractResult<Plan> {
     tract_onnx::onnx()
@@ -294,6 +346,7 @@ impl Ocr {
             width_step: spec.width_step,
         };
         let h = spec.input_height as usize;
+        refuse_int8_on_amx(onnx, cpu_has_amx())?;
         let mut plans = Vec::new();
         for w in input.canvas_widths() {
             let w = w as usize;
@@ -487,5 +540,60 @@ impl std::fmt::Debug for Ocr {
             .field("steps", &self.steps)
             .field("cells", &self.cells())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod int8_guard_tests {
+    use super::*;
+
+    /// A protobuf length-delimited field: tag (field, wire type 2), length, bytes.
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2];
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// A ModelProto (graph: field 7) whose GraphProto holds one NodeProto
+    /// (field 1) per op type (NodeProto.op_type: field 4).
+    fn model_of(ops: &[&str]) -> Vec<u8> {
+        let graph: Vec<u8> = ops.iter().flat_map(|op| field(1, &field(4, op.as_bytes()))).collect();
+        field(7, &graph)
+    }
+
+    #[test]
+    fn int8_operators_are_found_once_each() {
+        let onnx = model_of(&["QLinearConv", "Relu", "QLinearConv", "MaxPool", "QLinearMatMul"]);
+        assert_eq!(int8_ops(&onnx).unwrap(), vec!["QLinearConv".to_string(), "QLinearMatMul".to_string()]);
+        assert!(int8_ops(&model_of(&["Conv", "Relu", "LSTM", "MatMul"])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_int8_graph_is_refused_only_on_amx() {
+        let int8 = model_of(&["DequantizeLinear", "ConvInteger", "Relu"]);
+        let err = refuse_int8_on_amx(&int8, true).unwrap_err();
+        assert!(matches!(&err, OcrError::Model(m) if m.contains("ConvInteger") && m.contains("AMX")), "{err}");
+        assert!(refuse_int8_on_amx(&int8, false).is_ok());
+        assert!(refuse_int8_on_amx(&model_of(&["Conv", "Relu"]), true).is_ok());
+    }
+
+    #[test]
+    fn the_shipped_models_are_f32() {
+        let main = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/captcha.onnx")).unwrap();
+        let cells = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model-cells/cells.onnx")).unwrap();
+        assert!(int8_ops(&main).unwrap().is_empty());
+        assert!(int8_ops(&cells).unwrap().is_empty());
+        // So the guard never stands between the embedded engine and an AMX CPU.
+        assert!(refuse_int8_on_amx(&main, true).is_ok());
     }
 }
