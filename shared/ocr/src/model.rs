@@ -149,8 +149,9 @@ pub(crate) fn cpu_has_amx() -> bool {
 /// Refuses an int8 graph on a CPU with AMX: tract 0.23.9 picks its AMX
 /// int8 kernel there, and that kernel faults (SIGSEGV, the whole process)
 /// on a thread other than the one that loaded the model (MODEL.md, "int8
-/// convs in tract"), which is how the engine's worker threads call it. Every shipped model is f32; this stops a user's int8 file from
-/// taking the service down.
+/// convs in tract"), which is how the engine's worker threads call it.
+/// Every shipped model is f32; this stops a user's int8 file from taking
+/// the service down.
 pub(crate) fn refuse_int8_on_amx(onnx: &[u8], amx: bool) -> Result<(), OcrError> {
     if !amx {
         return Ok(());

@@ -28,6 +28,7 @@ import font_errors  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
 import preprocess  # noqa: E402
+import joint_probe  # noqa: E402
 import second_opinion  # noqa: E402
 
 
@@ -203,9 +204,6 @@ class WideCanvas(unittest.TestCase):
         self.assertGreaterEqual(len(widths), 3, widths)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class SecondOpinion(unittest.TestCase):
     """second_opinion.py's choices between two readers' log-probabilities
@@ -249,3 +247,52 @@ class SecondOpinion(unittest.TestCase):
         self.assertEqual((s["a"], s["b"], s["either"], s["surer"]), ((True, True), (False, False), (True, True),
                                                                       (False, False)))
         self.assertEqual(second_opinion.score(r, "AC")["b"], (False, True))
+
+    def test_ctc_loglik_is_a_distribution_over_every_text(self):
+        import itertools
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4, 4))
+        lp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+        total = np.exp(lp[:, 0].sum())  # the empty text: every step blank
+        for n in range(1, 5):
+            for t in itertools.product(self.CS, repeat=n):
+                total += np.exp(second_opinion.ctc_loglik(lp, "".join(t), self.CS))
+        self.assertAlmostEqual(total, 1.0, places=9)
+        self.assertEqual(second_opinion.ctc_loglik(lp, "ad", self.CS), -np.inf)  # d is not in the charset
+        self.assertEqual(second_opinion.ctc_loglik(lp, "aaaaa", self.CS), -np.inf)  # longer than 4 steps allow
+
+    def test_joint_picks_the_reading_both_models_find_likelier(self):
+        a_step = [0.1 / 3, 0.9, 0.1 / 3, 0.1 / 3]  # "a" at 0.9
+        blank_step = [0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3]  # the blank at 0.9
+        a = np.log([a_step, blank_step, [0.11, 0.11, 0.40, 0.38]])
+        b = np.log([a_step, blank_step, [0.09, 0.09, 0.40, 0.42]])
+        r = second_opinion.choose(a, b, self.CS, 0.6)
+        # Greedy: A "ab" (0.40), B "ac" (0.42, the surer). Together b: .40 x .40 = .160 beats c: .38 x .42 = .1596.
+        self.assertEqual((r["a"], r["b"], r["surer"]), ("ab", "ac", "ac"))
+        self.assertEqual((r["joint"], r["joint_unsure"]), ("ab", "ab"))
+        r = second_opinion.choose(b, a, self.CS, 0.6)  # the same pair the other way round
+        self.assertEqual((r["surer"], r["joint"]), ("ac", "ab"))
+
+
+class JointProbe(unittest.TestCase):
+    """joint_probe.py's emulation of the engine's re-read (attempt 35)."""
+
+    def test_shifted_moves_the_canvas_and_repeats_the_edge(self):
+        c = np.arange(12, dtype=np.float32).reshape(3, 4)
+        s = joint_probe.shifted(c, 1, -1)  # out[y, x] = in[y - 1, x + 1], clamped, as train.shift_batch
+        np.testing.assert_array_equal(s, [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7]])
+        np.testing.assert_array_equal(joint_probe.shifted(c, 0, 0), c)
+
+    def test_answer_is_the_candidate_all_readings_find_likeliest(self):
+        cs = SecondOpinion.CS
+        lp = SecondOpinion.logp
+        one = lp(None, [1, 0, 2], [0.9, 0.9, 0.40])  # greedy "ab"
+        two = lp(None, [1, 0, 3], [0.9, 0.9, 0.45])  # greedy "ac"
+        three = lp(None, [1, 0, 3], [0.9, 0.9, 0.40])  # greedy "ac"
+        self.assertEqual(joint_probe.answer([one], cs), "ab")
+        self.assertEqual(joint_probe.answer([one, two, three], cs), "ac")
+        self.assertEqual(joint_probe.answer([one, lp(None, [1, 0, 2], [0.9, 0.9, 0.9])], cs), "ab")
+
+
+if __name__ == "__main__":
+    unittest.main()
