@@ -28,6 +28,7 @@ import font_errors  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
 import preprocess  # noqa: E402
+import cell_tta_probe  # noqa: E402
 import joint_probe  # noqa: E402
 import second_opinion  # noqa: E402
 
@@ -292,6 +293,34 @@ class JointProbe(unittest.TestCase):
         self.assertEqual(joint_probe.answer([one], cs), "ab")
         self.assertEqual(joint_probe.answer([one, two, three], cs), "ac")
         self.assertEqual(joint_probe.answer([one, lp(None, [1, 0, 2], [0.9, 0.9, 0.9])], cs), "ab")
+
+
+class CellTtaProbe(unittest.TestCase):
+    """cell_tta_probe.py's transforms of a [3, S, S] cell (attempt 37)."""
+
+    def test_shift_moves_the_cell_and_repeats_the_edge(self):
+        u8 = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+        s = cell_tta_probe.shift(u8, 1, -1)  # out[y, x] = in[y - 1, x + 1], clamped
+        np.testing.assert_array_equal(s[0], [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]])
+        np.testing.assert_array_equal(cell_tta_probe.shift(u8, 0, 0), u8)
+
+    def test_warp_is_the_identity_at_no_turn_and_turns_a_quarter_exactly(self):
+        rng = np.random.default_rng(0)
+        u8 = rng.integers(0, 256, size=(3, 6, 6), dtype=np.uint8)
+        np.testing.assert_array_equal(cell_tta_probe.warp(u8, 0.0, 1.0), u8)
+        # 90 degrees samples in[y', x'] with x' = c - v, y' = c + u: a quarter turn of the grid
+        np.testing.assert_array_equal(cell_tta_probe.warp(u8, 90.0, 1.0), np.rot90(u8, k=1, axes=(1, 2)))
+        # zooming in 2x about the centre reads the middle only: a constant centre stays constant
+        flat = np.full((3, 6, 6), 9, np.uint8)
+        flat[:, 0, :] = 200
+        self.assertTrue((cell_tta_probe.warp(flat, 0.0, 2.0)[:, 2:4, 2:4] == 9).all())
+
+    def test_median_fill_paints_the_corners_a_turn_uncovers(self):
+        u8 = np.zeros((3, 9, 9), np.uint8)
+        u8[:, :, 0] = 255  # a bright left edge, which clamping would smear into the corners
+        turned = cell_tta_probe.warp(u8, 45.0, 1.0, fill_median=True)
+        self.assertEqual(int(turned[0, 8, 0]), 0)  # samples column -1.66, row 4
+        self.assertEqual(int(cell_tta_probe.warp(u8, 45.0, 1.0)[0, 8, 0]), 255)
 
 
 if __name__ == "__main__":
