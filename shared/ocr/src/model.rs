@@ -588,6 +588,21 @@ mod int8_guard_tests {
         assert!(refuse_int8_on_amx(&model_of(&["Conv", "Relu"]), true).is_ok());
     }
 
+    /// CPUID and the kernel agree: where Linux lists `amx_tile` among the
+    /// CPU's flags, `cpu_has_amx` must see it (a kernel may hide AMX that
+    /// CPUID reports, never the reverse).
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn cpu_has_amx_sees_what_linux_lists() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap();
+        let listed = flags.split_whitespace().any(|f| f == "amx_tile");
+        assert!(!listed || cpu_has_amx(), "/proc/cpuinfo lists amx_tile, CPUID leaf 7 EDX bit 24 is clear");
+        if !cpu_has_amx() {
+            assert!(!flags.split_whitespace().any(|f| f.starts_with("amx")), "{flags}");
+        }
+    }
+
     #[test]
     fn the_shipped_models_are_f32() {
         let main = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/model/captcha.onnx")).unwrap();
