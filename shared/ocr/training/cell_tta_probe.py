@@ -15,9 +15,11 @@ charset's likeliest letter per cell under the alphabet prior of
 only in their readings. It prints exact strips (and case-insensitive) per
 variant, and how many readings each costs.
 
-`rotate` and `zoom` are the transforms a Rust port would copy: inverse
-mapping about the cell's centre, bilinear, coordinates clamped to the cell
-(the border repeats the edge, as the shifts do), rounded half up.
+`warp` (a rotation and a zoom) is the transform a Rust port would copy:
+inverse mapping about the cell's centre, bilinear, coordinates clamped to the
+cell (the border repeats the edge, as the shifts do) or the uncovered part
+filled with the channel's median, rounded half up. The shifts are
+`joint_probe.shifted`, the main model's.
 """
 from __future__ import annotations
 
@@ -31,17 +33,11 @@ from PIL import Image
 
 import cells
 from evaluate import read_labels
+from joint_probe import shifted
+from second_opinion import renormalised
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIFTS8 = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-
-
-def shift(u8: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The cell moved by (dy, dx), the uncovered border repeating the edge."""
-    s = u8.shape[-1]
-    k = max(abs(dy), abs(dx))
-    p = np.pad(u8, ((0, 0), (k, k), (k, k)), mode="edge")
-    return p[:, k - dy:k - dy + s, k - dx:k - dx + s]
 
 
 def warp(u8: np.ndarray, degrees: float, scale: float, fill_median: bool = False) -> np.ndarray:
@@ -72,7 +68,9 @@ def warp(u8: np.ndarray, degrees: float, scale: float, fill_median: bool = False
 
 
 def variants() -> dict[str, list]:
-    """name -> the extra readings of an unsure cell: ("shift", dy, dx) or ("warp", degrees, scale)."""
+    """name -> the extra readings of an unsure cell: ("shift", dy, dx), ("warp",
+    degrees, scale), "warpm" (the same, the uncovered part the median) or "src"
+    (the same on the cut's own pixels, then resized as step 5 does)."""
     sh = [("shift", dy, dx) for dy, dx in SHIFTS8]
     out = {"none": [], "shifts8 (shipped)": sh}
     for a in (8, 15, 25):
@@ -91,24 +89,15 @@ def variants() -> dict[str, list]:
     return out
 
 
-def apply(u8: np.ndarray, t, cell: np.ndarray | None = None) -> np.ndarray:
+def apply(u8: np.ndarray, t, cell: np.ndarray) -> np.ndarray:
+    """Transform t of a cell: its [3, S, S] bytes u8, cut from `cell` ([h, w, 3])."""
     if t[0] == "shift":
-        return shift(u8, t[1], t[2])
-    if t[0] == "src":  # the cut's own pixels turned, then resized as step 5 does
-        hwc = np.transpose(warp(np.transpose(cell, (2, 0, 1)), t[1], t[2], True), (1, 2, 0)) \
-            if cell.shape[0] == cell.shape[1] else None
-        if hwc is None:
-            side = max(cell.shape[:2])
-            sq = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(cell[..., c]), "L").resize(
-                (side, side), Image.BILINEAR)) for c in range(3)])
-            hwc = np.transpose(warp(sq, t[1], t[2], True), (1, 2, 0))
-        return cells.cell_u8(hwc, u8.shape[-1])
+        return shifted(u8, t[1], t[2])
+    if t[0] == "src":  # the cut's own pixels, made square, turned, then resized as step 5 does
+        side = max(cell.shape[:2])
+        sq = cells.cell_u8(cell, side)
+        return cells.cell_u8(np.transpose(warp(sq, t[1], t[2], True), (1, 2, 0)), u8.shape[-1])
     return warp(u8, t[1], t[2], t[0] == "warpm")
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
 def main():
@@ -129,7 +118,7 @@ def main():
 
     def read(batch: np.ndarray) -> np.ndarray:
         x = cells.normalize(cells.features(batch))
-        return log_softmax(np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))]))
+        return renormalised(np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))]))
 
     table = variants()
     if a.only:
@@ -159,7 +148,7 @@ def main():
                             extra[key] = read(apply(u8s[i], t, cut[i])[None])[0]
                         lp.append(extra[key])
                 runs[k] += len(lp)
-                rows.append(log_softmax(np.mean(lp, axis=0)))
+                rows.append(renormalised(np.mean(lp, axis=0)))
             probs = []
             for r in rows:
                 p = np.exp(r[:len(charset)])

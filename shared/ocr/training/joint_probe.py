@@ -34,12 +34,13 @@ from second_opinion import confidence, ctc_loglik  # noqa: E402
 
 
 def shifted(canvas: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The [H, W] canvas moved dy rows down and dx columns right, the uncovered
-    border repeating the edge (the engine's `tta_shifts`)."""
-    h, w = canvas.shape
+    """The [..., H, W] canvas moved dy rows down and dx columns right, the
+    uncovered border repeating the edge (the engine's `tta_shifts`, for the
+    main model's canvas and the cell reader's [3, S, S] cells alike)."""
+    h, w = canvas.shape[-2:]
     rows = np.clip(np.arange(h) - dy, 0, h - 1)
     cols = np.clip(np.arange(w) - dx, 0, w - 1)
-    return canvas[rows][:, cols]
+    return canvas[..., rows, :][..., cols]
 
 
 def answer(readings: list[np.ndarray], charset: str) -> str:

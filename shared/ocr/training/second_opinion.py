@@ -47,13 +47,18 @@ def confidence(logp: np.ndarray) -> float:
     return float(np.exp(logp.max(-1)).min())
 
 
+def renormalised(z: np.ndarray) -> np.ndarray:
+    """Scores along the last axis as log-probabilities (a log-softmax)."""
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
 def mean_logp(la: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
     """The two readings' log-probabilities averaged per step and renormalised, or
     None when their step counts differ."""
     if la.shape != lb.shape:
         return None
-    m = (la + lb) / 2
-    return m - np.log(np.exp(m).sum(-1, keepdims=True))
+    return renormalised((la + lb) / 2)
 
 
 def ctc_loglik(logp: np.ndarray, text: str, charset: str) -> float:

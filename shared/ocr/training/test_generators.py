@@ -300,9 +300,10 @@ class CellTtaProbe(unittest.TestCase):
 
     def test_shift_moves_the_cell_and_repeats_the_edge(self):
         u8 = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
-        s = cell_tta_probe.shift(u8, 1, -1)  # out[y, x] = in[y - 1, x + 1], clamped
+        s = cell_tta_probe.shifted(u8, 1, -1)  # out[c, y, x] = in[c, y - 1, x + 1], clamped, every channel
         np.testing.assert_array_equal(s[0], [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7], [9, 10, 11, 11]])
-        np.testing.assert_array_equal(cell_tta_probe.shift(u8, 0, 0), u8)
+        np.testing.assert_array_equal(s[2], s[0] + 32)
+        np.testing.assert_array_equal(cell_tta_probe.shifted(u8, 0, 0), u8)
 
     def test_warp_is_the_identity_at_no_turn_and_turns_a_quarter_exactly(self):
         rng = np.random.default_rng(0)
