@@ -8,7 +8,10 @@ on it. Every captcha-fonts image is drawn again with the same seed and index
 (gen.style_captcha_fonts is deterministic), which recovers the fonts it was
 drawn with; the label is checked against the row's. Prints the exact score by
 number of fonts in the image and by text length (with case-insensitive), then
-each font's error rate, worst first (an image counts once for each font in it).
+each font's error rate, worst first (an image counts once for each font in it),
+then the readings wrong in case only, letter by letter: ImageCaptcha stretches
+each glyph's ink to its font box, so the letters whose two cases share one
+shape (`SAME_SHAPE`) differ only in stroke weight and width.
 """
 from __future__ import annotations
 
@@ -21,6 +24,18 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
+
+
+# Letters whose lower and upper case are one shape, scaled (the stretch to the
+# font box then leaves stroke weight and width as the only cues).
+SAME_SHAPE = set("cosuvwxz")
+
+
+def case_slips(label: str, answer: str) -> list[tuple[str, str]]:
+    """The (label, answer) character pairs of a reading wrong in case only; [] otherwise."""
+    if answer == label or answer.lower() != label.lower():
+        return []
+    return [(l, a) for l, a in zip(label, answer) if l != a]
 
 
 def fonts_of(seed: int, index: int):
@@ -46,6 +61,8 @@ def main():
         sys.exit(__doc__)
     by_nfonts, by_len = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0, 0])
     by_font = collections.defaultdict(lambda: [0, 0, 0])  # images, errors, case-insensitive errors
+    slips = collections.Counter()  # (label char, answer char) of the readings wrong in case only
+    case_only = 0
     for arg in sys.argv[1:]:
         seed, sep, readings = arg.partition(":")
         if not sep or not seed.isdigit():
@@ -58,6 +75,9 @@ def main():
                 sys.exit(f"{arg}: {r['file']}: drawn again as {text!r}, labelled {r['label']!r}: wrong seed?")
             exact = r["exact"] == "1"
             ci = r["answer"].lower() == r["label"].lower()
+            found = case_slips(r["label"], r["answer"])
+            case_only += bool(found)
+            slips.update(found)
             by_nfonts[len(fonts)][0] += 1
             by_nfonts[len(fonts)][1] += exact
             n = by_len[len(text)]
@@ -71,6 +91,10 @@ def main():
     print(f"{len(by_font)} fonts, worst first:")
     for name, (n, err, cierr) in sorted(by_font.items(), key=lambda kv: -kv[1][1] / kv[1][0]):
         print(f"  {name:45s} images {n:3d}  errors {err / n:.2f}  case-insensitive errors {cierr / n:.2f}")
+    same = sum(k for (l, _), k in slips.items() if l.lower() in SAME_SHAPE)
+    print(f"case only: {case_only} readings, {sum(slips.values())} letters, "
+          f"{same} of them in {''.join(sorted(SAME_SHAPE))}")
+    print("  " + ", ".join(f"{l}->{a} {k}" for (l, a), k in slips.most_common()))
 
 
 if __name__ == "__main__":

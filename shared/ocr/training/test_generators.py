@@ -123,6 +123,15 @@ class FontErrors(unittest.TestCase):
         want = {k: f"{ok}/{n} = {ok / n:.2f}" for k, (n, ok) in sorted(by_n.items())}
         self.assertIn(f"by number of fonts: {want}", text)
         self.assertIn(f"{len({os.path.basename(p) for fs in fonts for p in fs})} fonts, worst first:", text)
+        slips = font_errors.case_slips(labelled[2][1], answers[2])
+        same = sum(l.lower() in font_errors.SAME_SHAPE for l, _ in slips)
+        self.assertIn(f"case only: 1 readings, {len(slips)} letters, {same} of them in cosuvwxz", text)
+
+    def test_case_slips_are_the_letters_that_differ_only_in_case(self):
+        self.assertEqual(font_errors.case_slips("aXc9", "axC9"), [("X", "x"), ("c", "C")])
+        self.assertEqual(font_errors.case_slips("aXc9", "aXc9"), [])   # right
+        self.assertEqual(font_errors.case_slips("aXc9", "axc8"), [])   # wrong beyond case
+        self.assertEqual(font_errors.case_slips("aXc9", "aXc"), [])    # wrong length
 
     def test_a_wrong_seed_is_refused(self):
         val = os.path.normpath(os.path.join(HERE, "..", "validation", "captcha-fonts"))
