@@ -137,6 +137,20 @@ def pattern(options: list[list[str]]) -> str:
     return "".join(o[0] if len(o) == 1 else "[" + "".join(sorted(o)) + "]" for o in options)
 
 
+def options_of(pat: str) -> list[list[str]]:
+    """`pattern`'s inverse: each position's characters, from `X[zZ]bF[sS]`."""
+    out, i = [], 0
+    while i < len(pat):
+        if pat[i] == "[":
+            j = pat.index("]", i)
+            out.append(list(pat[i + 1:j]))
+            i = j + 1
+        else:
+            out.append([pat[i]])
+            i += 1
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--styles", default="captcha-default,captcha-fonts,pillow")

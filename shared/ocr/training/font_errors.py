@@ -11,7 +11,11 @@ number of fonts in the image and by text length (with case-insensitive), then
 each font's error rate, worst first (an image counts once for each font in it),
 then the readings wrong in case only, letter by letter: ImageCaptcha stretches
 each glyph's ink to its font box, so the letters whose two cases share one
-shape (`SAME_SHAPE`) differ only in stroke weight and width.
+shape (`SAME_SHAPE`) differ only in stroke weight and width. Those are counted
+for every style in the rows; for captcha-fonts also by image height; and, on
+the committed set (whose `validation/<style>/ambiguity.tsv` marks the
+positions the strict twins cannot tell apart), how many case-only readings
+slipped only at marked positions.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen  # noqa: E402
+from ambiguity import options_of  # noqa: E402
+from make_validation import SEED as COMMITTED_SEED, VAL_DIR  # noqa: E402
 
 
 # Letters whose lower and upper case are one shape, scaled (the stretch to the
@@ -39,12 +45,12 @@ def case_slips(label: str, answer: str) -> list[tuple[str, str]]:
 
 
 def fonts_of(seed: int, index: int):
-    """The label and the font paths of captcha-fonts image `index` of a set made with `seed`."""
+    """The label, the font paths and the height of captcha-fonts image `index` of a set made with `seed`."""
     seen = {}
     real = gen.gen_imagecaptcha
 
     def spy(rng, text, fonts=None, **kw):
-        seen["fonts"] = fonts
+        seen["fonts"], seen["height"] = fonts, kw["height"]
         return real(rng, text, fonts=fonts, **kw)
 
     gen.gen_imagecaptcha = spy
@@ -53,7 +59,23 @@ def fonts_of(seed: int, index: int):
         _, text = gen.style_captcha_fonts(rng)
     finally:
         gen.gen_imagecaptcha = real
-    return text, seen["fonts"]
+    return text, seen["fonts"], seen["height"]
+
+
+def marked(seed: int) -> dict[tuple[str, str], list[list[str]]]:
+    """(style, file) -> each position's look-alikes from the committed `ambiguity.tsv`
+    files; empty for any other set."""
+    out = {}
+    if seed != COMMITTED_SEED:
+        return out
+    for style in sorted(os.listdir(VAL_DIR)):
+        path = os.path.join(VAL_DIR, style, "ambiguity.tsv")
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    name, pat, _ = line.rstrip("\n").split("\t")
+                    out[(style, name)] = options_of(pat)
+    return out
 
 
 def main():
@@ -61,23 +83,34 @@ def main():
         sys.exit(__doc__)
     by_nfonts, by_len = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0, 0])
     by_font = collections.defaultdict(lambda: [0, 0, 0])  # images, errors, case-insensitive errors
-    slips = collections.Counter()  # (label char, answer char) of the readings wrong in case only
-    case_only = 0
+    # per style: readings, errors, case-only readings, those slipped only at marked positions,
+    # and the (label char, answer char) pairs slipped
+    case = collections.defaultdict(lambda: [0, 0, 0, 0, collections.Counter()])
+    by_height = collections.defaultdict(lambda: [0, 0])  # images with a SAME_SHAPE letter, case-only among them
     for arg in sys.argv[1:]:
         seed, sep, readings = arg.partition(":")
         if not sep or not seed.isdigit():
             sys.exit(f"{arg}: expected SEED:READINGS.tsv")
         with open(readings) as f:
-            rows = [r for r in csv.DictReader(f, delimiter="\t") if r["style"] == "captcha-fonts"]
-        for r in rows:
-            text, fonts = fonts_of(int(seed), int(r["file"].split(".")[0]))
+            every = list(csv.DictReader(f, delimiter="\t"))
+        marks = marked(int(seed))
+        for r in every:
+            c = case[r["style"]]
+            found = case_slips(r["label"], r["answer"])
+            c[0], c[1], c[2] = c[0] + 1, c[1] + (r["exact"] != "1"), c[2] + bool(found)
+            opts = marks.get((r["style"], r["file"]))
+            c[3] += bool(found) and opts is not None and all(
+                a in opts[i] for i, (l, a) in enumerate(zip(r["label"], r["answer"])) if l != a)
+            c[4].update(found)
+        for r in (r for r in every if r["style"] == "captcha-fonts"):
+            text, fonts, height = fonts_of(int(seed), int(r["file"].split(".")[0]))
             if text != r["label"]:
                 sys.exit(f"{arg}: {r['file']}: drawn again as {text!r}, labelled {r['label']!r}: wrong seed?")
             exact = r["exact"] == "1"
             ci = r["answer"].lower() == r["label"].lower()
-            found = case_slips(r["label"], r["answer"])
-            case_only += bool(found)
-            slips.update(found)
+            if any(ch.lower() in SAME_SHAPE for ch in text):
+                h = by_height[height // 20 * 20]
+                h[0], h[1] = h[0] + 1, h[1] + bool(case_slips(r["label"], r["answer"]))
             by_nfonts[len(fonts)][0] += 1
             by_nfonts[len(fonts)][1] += exact
             n = by_len[len(text)]
@@ -91,10 +124,13 @@ def main():
     print(f"{len(by_font)} fonts, worst first:")
     for name, (n, err, cierr) in sorted(by_font.items(), key=lambda kv: -kv[1][1] / kv[1][0]):
         print(f"  {name:45s} images {n:3d}  errors {err / n:.2f}  case-insensitive errors {cierr / n:.2f}")
-    same = sum(k for (l, _), k in slips.items() if l.lower() in SAME_SHAPE)
-    print(f"case only: {case_only} readings, {sum(slips.values())} letters, "
-          f"{same} of them in {''.join(sorted(SAME_SHAPE))}")
-    print("  " + ", ".join(f"{l}->{a} {k}" for (l, a), k in slips.most_common()))
+    print("captcha-fonts images with one of " + "".join(sorted(SAME_SHAPE)) + ", wrong in case only, by height:",
+          {f"{k}-{k + 19}": f"{c}/{n} = {c / n:.2f}" for k, (n, c) in sorted(by_height.items())})
+    for style, (n, wrong, only, at_marks, slips) in sorted(case.items()):
+        same = sum(k for (l, _), k in slips.items() if l.lower() in SAME_SHAPE)
+        print(f"{style}: {n} read, {wrong} wrong, case only: {only} readings ({at_marks} slipped only at "
+              f"marked positions), {sum(slips.values())} letters, {same} of them in {''.join(sorted(SAME_SHAPE))}")
+        print("  " + ", ".join(f"{l}->{a} {k}" for (l, a), k in slips.most_common()))
 
 
 if __name__ == "__main__":

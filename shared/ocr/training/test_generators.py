@@ -24,6 +24,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import alphabet_prior  # noqa: E402
+import ambiguity  # noqa: E402
 import font_errors  # noqa: E402
 import gen  # noqa: E402
 import make_validation  # noqa: E402
@@ -125,7 +126,19 @@ class FontErrors(unittest.TestCase):
         self.assertIn(f"{len({os.path.basename(p) for fs in fonts for p in fs})} fonts, worst first:", text)
         slips = font_errors.case_slips(labelled[2][1], answers[2])
         same = sum(l.lower() in font_errors.SAME_SHAPE for l, _ in slips)
-        self.assertIn(f"case only: 1 readings, {len(slips)} letters, {same} of them in cosuvwxz", text)
+        marks = font_errors.marked(make_validation.SEED)[("captcha-fonts", labelled[2][0])]
+        at_marks = int(all(a in marks[i] for i, (l, a) in enumerate(zip(labelled[2][1], answers[2])) if l != a))
+        self.assertIn(f"captcha-fonts: 4 read, 2 wrong, case only: 1 readings ({at_marks} slipped only at marked "
+                      f"positions), {len(slips)} letters, {same} of them in cosuvwxz", text)
+        self.assertIn("pillow: 1 read, 0 wrong, case only: 0 readings", text)
+        self.assertIn("wrong in case only, by height:", text)
+
+    def test_the_committed_marks_are_read_back_and_other_sets_have_none(self):
+        self.assertEqual(ambiguity.options_of("X[zZ]b[0Oo]"), [["X"], ["z", "Z"], ["b"], ["0", "O", "o"]])
+        self.assertEqual(ambiguity.pattern(ambiguity.options_of("Ak[Vv]u")), "Ak[Vv]u")
+        marks = font_errors.marked(make_validation.SEED)
+        self.assertEqual(len([k for k in marks if k[0] == "captcha-fonts"]), 400)
+        self.assertEqual(font_errors.marked(make_validation.SEED + 1), {})
 
     def test_case_slips_are_the_letters_that_differ_only_in_case(self):
         self.assertEqual(font_errors.case_slips("aXc9", "axC9"), [("X", "x"), ("c", "C")])
